@@ -1,0 +1,40 @@
+# camera-gateway: `make demo` runs the embedded default, `make test` runs the checks and tests.
+# Each target installs what it needs (Debian packages as root, then a venv in .venv).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint pytest clean system-demo system-test
+
+demo: system-demo $(VENV)/.installed
+	$(BIN)/camera-gateway demo
+
+test: system-test $(VENV)/.installed lint pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway tests
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects nothing: that is a broken suite, never a pass.
+pytest: $(VENV)/.installed
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+system-demo:
+	@sh deploy/debian-packages.sh demo
+
+system-test:
+	@sh deploy/debian-packages.sh test
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "camera-gateway needs Python >= 3.11 (found: $$($(PYTHON) --version))" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

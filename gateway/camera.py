@@ -1,0 +1,144 @@
+"""One camera's pull loop: connect, normalise, publish to the fan-out, reconnect on failure.
+
+Retries start fast (a camera that reboots is recorded again within about two seconds of
+answering) and are capped at :data:`RETRY_MAX`; a camera refusing our credentials is retried
+slowly, since retrying will not fix it, and logged once rather than on every attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gateway.backoff import Backoff
+from gateway.config import CameraConfig
+from gateway.media.normalize import Normalizer
+from gateway.media.packet import SessionInfo
+from gateway.source import Source, SourceError, open_source
+from gateway.state import CameraStatus
+from gateway.stream import Stream
+from gateway.units import format_duration
+
+__all__ = ["RETRY_MAX", "CameraWorker"]
+
+log = logging.getLogger(__name__)
+
+RETRY_INITIAL = 0.25
+RETRY_MAX = 1.5
+AUTH_RETRY_MAX = 60.0
+REMIND_EVERY = 300.0
+"""Seconds between reminders that a camera is still offline."""
+
+
+class CameraWorker:
+    """Owns the source thread of one camera."""
+
+    def __init__(self, config: CameraConfig, stream: Stream, status: CameraStatus) -> None:
+        self.config = config
+        self.stream = stream
+        self.status = status
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{config.id}/source", daemon=True)
+        self._backoff = Backoff(initial=RETRY_INITIAL, maximum=RETRY_MAX)
+        self._auth_backoff = Backoff(initial=5.0, maximum=AUTH_RETRY_MAX)
+        self._last_reason: str | None = None
+        self._last_remind = 0.0
+        self.first_attempt = threading.Event()
+        """Set once the first connection attempt has finished, whatever its outcome."""
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            source = open_source(self.config)
+            try:
+                self._session(source)
+                reason = "stopped"
+                auth = False
+            except SourceError as exc:
+                reason, auth = exc.reason, exc.auth
+            except Exception as exc:  # a bug must not end the camera's thread
+                log.exception("camera %s: unexpected error", self.config.id)
+                reason, auth = f"internal error: {type(exc).__name__}", False
+            finally:
+                source.close()
+                self.first_attempt.set()
+            if self._stop.is_set():
+                break
+            self._offline(reason)
+            delay = self._auth_backoff.next() if auth else self._backoff.next()
+            if not auth:
+                self._auth_backoff.reset()
+            self._stop.wait(delay)
+
+    def _session(self, source: Source) -> None:
+        tracks = source.open()
+        self.first_attempt.set()
+        info = SessionInfo(
+            camera_id=self.config.id, session=self.status.sessions + 1, tracks=tracks
+        )
+        self.status.session_started(info)
+        self._online(info)
+        normalizer = Normalizer(tracks, camera_id=self.config.id)
+        self.stream.start_session(info)
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                for packet in normalizer.push(source.read()):
+                    self.status.packet(packet)
+                    self.stream.publish(packet)
+                if self._backoff.attempts and time.monotonic() - started > 5:
+                    self._backoff.reset()  # a session that holds counts as a recovery
+        finally:
+            for packet in normalizer.flush():
+                self.stream.publish(packet)
+            self.status.timestamp_repairs += normalizer.repaired
+            self.status.session_ended()
+            self.stream.end_session("camera disconnected")
+
+    def _online(self, info: SessionInfo) -> None:
+        was_offline = self.status.state == "offline"
+        offline_for = time.time() - self.status.since
+        self.status.set_state("online")
+        tracks = ", ".join(t.describe() for t in info.tracks)
+        if was_offline:
+            log.info(
+                "camera %s: online again after %s offline (%s)",
+                self.config.id,
+                format_duration(offline_for),
+                tracks,
+            )
+        else:
+            log.info("camera %s: online (%s)", self.config.id, tracks)
+        self._last_reason = None
+
+    def _offline(self, reason: str) -> None:
+        changed = self.status.set_state("offline", reason)
+        now = time.monotonic()
+        if changed or reason != self._last_reason:
+            log.warning(
+                "camera %s (%s): offline: %s; retrying", self.config.id, self.status.url, reason
+            )
+            self._last_remind = now
+        elif now - self._last_remind >= REMIND_EVERY:
+            log.warning(
+                "camera %s: still offline after %s: %s",
+                self.config.id,
+                format_duration(time.time() - self.status.since),
+                reason,
+            )
+            self._last_remind = now
+        self._last_reason = reason

@@ -1,0 +1,293 @@
+"""The ``camera-gateway`` command line: run, demo, check-config, recordings list / reindex.
+
+Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway import __version__
+from gateway.clock import utc_iso
+from gateway.config import Config, ConfigError, config_warnings, load_config
+from gateway.redact import RedactingFilter
+from gateway.units import format_duration, format_size, parse_duration
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"camera-gateway: configuration error in {exc.path or 'config'}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camera-gateway",
+        description="Edge daemon of a residential video-protection gateway box.",
+    )
+    parser.add_argument("--version", action="version", version=f"camera-gateway {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", required=True, type=Path, metavar="FILE")
+    run.set_defaults(handler=_run)
+
+    demo = sub.add_parser("demo", help="4 simulated cameras recorded to ./demo-data")
+    demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="storage folder")
+    demo.add_argument("--cameras", type=int, default=4, choices=range(1, 17), metavar="N")
+    demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 2m)")
+    demo.add_argument("--metrics", default="127.0.0.1:9108", metavar="HOST:PORT")
+    demo.add_argument("--no-table", action="store_true", help="log only, no status table")
+    demo.set_defaults(handler=_demo)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    check.set_defaults(handler=_check_config)
+
+    recordings = sub.add_parser("recordings", help="list or reindex recordings")
+    rsub = recordings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = rsub.add_parser("list", help="segments and gaps per camera")
+    listing.add_argument("--config", required=True, type=Path, metavar="FILE")
+    listing.add_argument("--camera", metavar="ID")
+    listing.add_argument("--since", type=_moment, help="ISO time, or a duration ago (e.g. 2h)")
+    listing.add_argument("--until", type=_moment, help="ISO time, or a duration ago")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=_recordings_list)
+    reindex = rsub.add_parser("reindex", help="rebuild the index from the segment files")
+    reindex.add_argument("--config", required=True, type=Path, metavar="FILE")
+    reindex.set_defaults(handler=_recordings_reindex)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)
+
+
+def _moment(text: str) -> float:
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO 8601 time nor a duration such as 2h"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.service import Gateway
+    from gateway.storage.store import StorageError
+
+    config = _load(args.config)
+    gateway = Gateway(config)
+    try:
+        gateway.start()
+    except StorageError as exc:
+        log.error("%s", exc.reason)
+        return EXIT_FAILURE
+    return gateway.serve()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import demo_config
+    from gateway.service import Gateway
+    from gateway.statusview import render_status
+    from gateway.storage.store import StorageError
+
+    config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
+    gateway = Gateway(config)
+    try:
+        gateway.start()
+    except StorageError as exc:
+        log.error("%s", exc.reason)
+        return EXIT_FAILURE
+    tty = sys.stdout.isatty()
+
+    def show() -> None:
+        if args.no_table:
+            return
+        snap = gateway.snapshot()
+        table = render_status(
+            snap.site_id, snap.cameras, snap.storage, uptime=time.monotonic() - gateway.started
+        )
+        footer = f"\nrecordings in {config.storage.path} · metrics on {args.metrics} · Ctrl-C stops"
+        print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
+
+    return gateway.serve(every=show, duration=args.duration)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    warnings = config_warnings(config)
+    storage = config.storage
+    print(f"{args.config}: valid")
+    print(f"  site {config.site_id}")
+    print(
+        f"  storage {storage.path}: quota {format_size(storage.quota)}, max_age "
+        f"{format_duration(storage.max_age)}, min_free {format_size(storage.min_free)}, "
+        f"segments of {format_duration(storage.segment_duration)}"
+    )
+    for camera in config.cameras:
+        flags = "recorded" if camera.record else "not recorded"
+        print(f"  camera {camera.id}: {camera.display_url} ({flags})")
+    print(f"  metrics on {config.metrics.listen}")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def _recordings_list(args: argparse.Namespace) -> int:
+    from gateway.storage.index import Index, gaps
+    from gateway.storage.store import INDEX_NAME
+
+    config = load_config(args.config)
+    if args.camera is not None and args.camera not in {c.id for c in config.cameras}:
+        known = ", ".join(c.id for c in config.cameras) or "none"
+        print(
+            f"camera-gateway: unknown camera {args.camera!r} (configured: {known})", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    path = config.storage.path / INDEX_NAME
+    if not path.exists():
+        print(
+            f"camera-gateway: no recording index at {path} (nothing recorded yet?)", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    index = Index(path, readonly=True)
+    segments = index.segments(camera=args.camera, since=args.since, until=args.until)
+    holes = gaps(segments)
+    index.close()
+    if args.json:
+        out = {
+            "segments": [
+                {
+                    "camera": s.camera,
+                    "path": str(config.storage.path / s.path),
+                    "start": utc_iso(s.start),
+                    "end": utc_iso(s.end),
+                    "duration": round(s.duration, 3),
+                    "bytes": s.bytes,
+                    "frames": s.frames,
+                    "codec": s.codec,
+                    "width": s.width,
+                    "height": s.height,
+                    "audio": s.has_audio,
+                }
+                for s in segments
+            ],
+            "gaps": [
+                {
+                    "camera": g.camera,
+                    "start": utc_iso(g.start),
+                    "end": utc_iso(g.end),
+                    "duration": round(g.duration, 3),
+                }
+                for g in holes
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    by_camera: dict[str, list[str]] = {}
+    for s in segments:
+        by_camera.setdefault(s.camera, []).append(
+            f"  {utc_iso(s.start)}  {format_duration(s.duration):>7}  {format_size(s.bytes):>10}"
+            f"  {s.frames:>6} fr  {s.codec} {s.width}x{s.height}  {s.path}"
+        )
+    for g in holes:
+        by_camera.setdefault(g.camera, []).append(
+            f"  {utc_iso(g.start)}  {format_duration(g.duration):>7}  gap (nothing recorded)"
+        )
+    for camera in sorted(by_camera):
+        rows = sorted(by_camera[camera])
+        total = sum(s.duration for s in segments if s.camera == camera)
+        print(
+            f"{camera}: {sum(1 for s in segments if s.camera == camera)} segments, "
+            f"{format_duration(total)} recorded, "
+            f"{sum(1 for g in holes if g.camera == camera)} gaps"
+        )
+        print("\n".join(rows))
+    if not segments:
+        print("no recordings")
+    return EXIT_OK
+
+
+def _recordings_reindex(args: argparse.Namespace) -> int:
+    from gateway.storage.index import Index
+    from gateway.storage.recovery import reindex
+    from gateway.storage.store import INDEX_NAME, LOCK_NAME, StorageError
+
+    config = load_config(args.config)
+    root = config.storage.path
+    if not root.is_dir():
+        print(f"camera-gateway: storage {root} does not exist", file=sys.stderr)
+        return EXIT_FAILURE
+    import fcntl
+    import os
+
+    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageError("the daemon is running on this storage; stop it first") from None
+        index = Index(root / INDEX_NAME)
+        started = time.monotonic()
+        report = reindex(root, index)
+        count, total, _ = index.totals()
+        index.close()
+    except StorageError as exc:
+        print(f"camera-gateway: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        os.close(fd)
+    print(
+        f"reindexed {count} segments ({format_size(total)}) in "
+        f"{time.monotonic() - started:.1f} s: {report.summary()}"
+    )
+    return EXIT_OK

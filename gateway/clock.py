@@ -1,0 +1,90 @@
+"""Wall-clock handling: durations use the monotonic clock; wall time only labels things.
+
+A gateway box often boots with a wrong clock that NTP later steps. :class:`ClockWatch` notices a
+step so that recordings can be cut and labelled with the corrected time, and
+:func:`clock_synchronized` reads the kernel's NTP state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+from datetime import UTC, datetime
+
+__all__ = ["STEP_THRESHOLD", "ClockWatch", "clock_synchronized", "utc_iso", "wall_at"]
+
+STEP_THRESHOLD = 1.0
+"""Seconds of disagreement between wall and monotonic clocks that count as a clock step."""
+
+
+def wall_at(monotonic: float) -> float:
+    """Wall-clock time (UNIX seconds) of an instant given on the monotonic clock."""
+    return time.time() - (time.monotonic() - monotonic)
+
+
+def utc_iso(timestamp: float) -> str:
+    """``2026-11-25T16:47:52.123Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class ClockWatch:
+    """Detects steps of the system clock relative to the monotonic clock."""
+
+    def __init__(self) -> None:
+        self._offset = time.time() - time.monotonic()
+
+    def step(self) -> float:
+        """Return the step (seconds) since the last call if larger than the threshold, else 0."""
+        offset = time.time() - time.monotonic()
+        delta = offset - self._offset
+        if abs(delta) < STEP_THRESHOLD:
+            return 0.0
+        self._offset = offset
+        return delta
+
+
+class _Timex(ctypes.Structure):
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("padding", ctypes.c_int * 11),
+    ]
+
+
+_TIME_ERROR = 5
+
+
+def clock_synchronized() -> bool | None:
+    """True if the kernel says the clock is NTP-synchronised, None if it cannot be asked."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        timex = _Timex()
+        state = libc.adjtimex(ctypes.byref(timex))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)

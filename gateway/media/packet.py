@@ -1,0 +1,108 @@
+"""Packets and tracks as they travel from a source to its consumers.
+
+A :class:`Packet` is immutable and owns its bytes, so one packet can be handed to several consumer
+threads at once. A :class:`Track` carries the codec parameters of one elementary stream in a form
+any consumer can copy into its own output container (stream copy, never a decode).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+import av
+from av.container import OutputContainer
+from av.stream import Stream
+
+__all__ = ["Packet", "SessionInfo", "Track", "TrackKind", "track_from_stream"]
+
+TrackKind = Literal["video", "audio"]
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One access unit of one track, with repaired timestamps (dts strictly increasing)."""
+
+    track: int
+    data: bytes
+    pts: int
+    dts: int
+    duration: int
+    time_base: Fraction
+    keyframe: bool
+    is_video: bool
+    received: float
+    """``time.monotonic()`` when the source received it."""
+
+    @property
+    def seconds(self) -> float:
+        """Decode time in seconds since the start of the session."""
+        return float(self.dts * self.time_base)
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """Codec parameters of one elementary stream, ready to be copied into an output."""
+
+    index: int
+    kind: TrackKind
+    codec: str
+    time_base: Fraction
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    template: Stream | None = field(default=None, repr=False, compare=False)
+    _holder: OutputContainer | None = field(default=None, repr=False, compare=False)
+
+    def add_to(self, output: OutputContainer) -> Stream:
+        """Create the matching stream-copy stream in ``output``."""
+        if self.template is None:
+            raise ValueError(f"track {self.index} ({self.codec}) has no codec parameters")
+        stream = output.add_stream_from_template(self.template)
+        stream.time_base = self.time_base
+        return stream
+
+    def describe(self) -> str:
+        if self.kind == "video":
+            return f"{self.codec} {self.width}x{self.height}"
+        return f"{self.codec} {self.sample_rate} Hz"
+
+
+def track_from_stream(index: int, stream: Stream) -> Track:
+    """Copy the codec parameters of a demuxed or encoder stream into a self-owned :class:`Track`.
+
+    The parameters are copied into a small never-written container so that the track stays valid
+    after the source container is closed.
+    """
+    holder = av.open(io.BytesIO(), "w", format="nut")
+    template = holder.add_stream_from_template(stream)
+    ctx = stream.codec_context
+    kind: TrackKind = "video" if stream.type == "video" else "audio"
+    time_base = stream.time_base or Fraction(1, 90000)
+    return Track(
+        index=index,
+        kind=kind,
+        codec=ctx.codec.canonical_name if ctx is not None else "unknown",
+        time_base=Fraction(time_base),
+        width=int(getattr(ctx, "width", 0) or 0),
+        height=int(getattr(ctx, "height", 0) or 0),
+        sample_rate=int(getattr(ctx, "sample_rate", 0) or 0),
+        template=template,
+        _holder=holder,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One uninterrupted connection to a camera: what consumers need to open their outputs."""
+
+    camera_id: str
+    session: int
+    """Counts connections of this camera since the daemon started."""
+    tracks: tuple[Track, ...]
+
+    @property
+    def video(self) -> Track | None:
+        return next((t for t in self.tracks if t.kind == "video"), None)

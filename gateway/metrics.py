@@ -1,0 +1,130 @@
+"""Prometheus exposition: a collector that reads the daemon's live state at scrape time.
+
+Nothing here sits on the packet path: counters live in :mod:`gateway.state` and the fan-out's
+reader statistics, and are turned into metric families only when Prometheus asks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from gateway import __version__
+from gateway.state import CameraStatus
+from gateway.storage.store import StorageUsage
+from gateway.stream import Reader
+
+__all__ = ["MetricsSnapshot", "serve_metrics"]
+
+log = logging.getLogger(__name__)
+P = "camera_gateway_"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    site_id: str
+    cameras: Sequence[tuple[CameraStatus, Sequence[Reader]]]
+    storage: StorageUsage | None
+
+
+class _GatewayCollector(Collector):
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        info = InfoMetricFamily(P + "build", "Version of camera-gateway.")
+        info.add_metric([], {"version": __version__, "site": snap.site_id})
+        yield info
+        yield from _camera_metrics(snap)
+        if snap.storage is not None:
+            yield from _storage_metrics(snap.storage)
+
+
+def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
+    cam = ["camera"]
+    up = GaugeMetricFamily(P + "camera_up", "1 if the camera is delivering video.", labels=cam)
+    frames = CounterMetricFamily(P + "camera_frames", "Video frames received.", labels=cam)
+    received = CounterMetricFamily(
+        P + "camera_bytes_received", "Bytes received from the camera.", labels=cam
+    )
+    reconnects = CounterMetricFamily(
+        P + "camera_reconnects", "Sessions started after the first one.", labels=cam
+    )
+    last = GaugeMetricFamily(
+        P + "camera_last_frame_timestamp_seconds", "UNIX time of the last frame.", labels=cam
+    )
+    fps = GaugeMetricFamily(P + "camera_fps", "Frames per second, recent.", labels=cam)
+    segments = CounterMetricFamily(P + "recording_segments", "Segments finished.", labels=cam)
+    written = CounterMetricFamily(
+        P + "recording_bytes_written", "Bytes in finished segments.", labels=cam
+    )
+    active = GaugeMetricFamily(
+        P + "recording_active", "1 if a segment is being written.", labels=cam
+    )
+    dropped = CounterMetricFamily(
+        P + "queue_dropped_frames",
+        "Video frames dropped because a consumer fell behind.",
+        labels=["camera", "consumer"],
+    )
+    for status, readers in snap.cameras:
+        label = [status.id]
+        up.add_metric(label, 1.0 if status.state == "online" else 0.0)
+        frames.add_metric(label, status.frames)
+        received.add_metric(label, status.bytes_received)
+        reconnects.add_metric(label, status.reconnects)
+        if status.last_frame is not None:
+            last.add_metric(label, status.last_frame)
+        fps.add_metric(label, status.fps)
+        segments.add_metric(label, status.recorder.segments)
+        written.add_metric(label, status.recorder.bytes_written)
+        active.add_metric(label, 1.0 if status.recorder.recording else 0.0)
+        for reader in readers:
+            dropped.add_metric([status.id, reader.name], reader.stats.dropped_frames)
+    yield from (up, frames, received, reconnects, last, fps, segments, written, active, dropped)
+
+
+def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
+    yield GaugeMetricFamily(P + "storage_used_bytes", "Bytes of recordings.", value=usage.used)
+    yield GaugeMetricFamily(P + "storage_quota_bytes", "Configured quota.", value=usage.quota)
+    if usage.free is not None:
+        yield GaugeMetricFamily(
+            P + "storage_free_bytes", "Free bytes on the storage filesystem.", value=usage.free
+        )
+    if usage.oldest is not None:
+        yield GaugeMetricFamily(
+            P + "storage_oldest_recording_timestamp_seconds",
+            "UNIX time when the oldest kept recording starts.",
+            value=usage.oldest,
+        )
+    evictions = CounterMetricFamily(
+        P + "storage_evictions", "Segments deleted by retention.", labels=["reason"]
+    )
+    for reason in ("quota", "max_age", "min_free"):
+        evictions.add_metric([reason], usage.evictions.get(reason, 0))
+    yield evictions
+    yield GaugeMetricFamily(
+        P + "storage_error", "1 if the storage is failing.", value=1.0 if usage.error else 0.0
+    )
+
+
+def serve_metrics(host: str, port: int, snapshot: Callable[[], MetricsSnapshot]) -> bool:
+    """Serve ``/metrics`` on host:port in a background thread; False (logged) if it cannot."""
+    registry = CollectorRegistry()
+    registry.register(_GatewayCollector(snapshot))
+    ProcessCollector(registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.error(
+            "metrics: cannot listen on %s:%d: %s; continuing without", host, port, exc.strerror
+        )
+        return False
+    log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", port)
+    return True

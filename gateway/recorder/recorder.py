@@ -1,0 +1,195 @@
+"""The recorder: a fan-out consumer that cuts a camera's packets into segments on keyframes.
+
+A segment starts on a keyframe and is cut at the first keyframe after ``segment_duration``, at the
+end of a camera session, and when the system clock is stepped (so file names stay true). Storage
+errors (disk full, read-only, vanished) stop this camera's recording with a clear error; what was
+already written is kept, and recording resumes by itself once the storage takes data again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+
+import av
+
+from gateway.backoff import Backoff
+from gateway.clock import ClockWatch, wall_at
+from gateway.media.packet import Packet, SessionInfo, Track
+from gateway.recorder.segment import SegmentWriter
+from gateway.state import RecorderStatus
+from gateway.storage.store import Storage, StorageError
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Consumer named ``recorder``; one per recorded camera."""
+
+    name = "recorder"
+
+    def __init__(
+        self,
+        camera_id: str,
+        storage: Storage,
+        *,
+        segment_duration: float,
+        status: RecorderStatus,
+    ) -> None:
+        self.camera_id = camera_id
+        self._storage = storage
+        self._segment_duration = segment_duration
+        self._status = status
+        self._tracks: tuple[Track, ...] = ()
+        self._writer: SegmentWriter | None = None
+        self._segment_base: float = 0.0
+        self._clock = ClockWatch()
+        self._retry_at = 0.0
+        self._backoff = Backoff(initial=1.0, maximum=10.0)
+        self._warned_codecs: set[str] = set()
+
+    # -- Consumer ------------------------------------------------------------------------------
+
+    def on_session_start(self, info: SessionInfo) -> None:
+        self._close("new camera session")
+        self._tracks = info.tracks
+
+    def on_packet(self, packet: Packet) -> None:
+        if self._writer is None:
+            if not (packet.is_video and packet.keyframe) or not self._tracks:
+                return
+            if time.monotonic() < self._retry_at:
+                self._status.skipped_packets += 1
+                return
+            self._open(packet)
+        elif packet.is_video and packet.keyframe and self._should_cut(packet):
+            self._close(None)
+            self._open(packet)
+        writer = self._writer
+        if writer is None:
+            self._status.skipped_packets += 1
+            return
+        try:
+            writer.write(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._fail(exc)
+
+    def on_session_end(self, reason: str) -> None:
+        self._close(reason)
+
+    def on_tick(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            writer.sync(force=False)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._storage.writing(self.camera_id, writer.bytes)
+
+    def on_close(self) -> None:
+        self._close("stopping")
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def _should_cut(self, packet: Packet) -> bool:
+        if packet.seconds - self._segment_base >= self._segment_duration:
+            return True
+        step = self._clock.step()
+        if step:
+            log.warning(
+                "camera %s: system clock stepped by %+.1f s; starting a new segment",
+                self.camera_id,
+                step,
+            )
+            return True
+        return False
+
+    def _open(self, packet: Packet) -> None:
+        start = wall_at(packet.received)
+        try:
+            path = self._storage.new_segment(self.camera_id, start)
+            writer = SegmentWriter(path, self._tracks, camera_id=self.camera_id, start=start)
+        except (StorageError, OSError, av.error.FFmpegError) as exc:
+            self._fail(exc)
+            return
+        for track in writer.skipped:
+            if track.codec not in self._warned_codecs:
+                self._warned_codecs.add(track.codec)
+                log.warning(
+                    "camera %s: audio %s cannot be stored in MP4; recording video without it",
+                    self.camera_id,
+                    track.codec,
+                )
+        self._writer = writer
+        self._segment_base = packet.seconds
+        self._clock.step()
+        self._status.recording = True
+        self._status.current_segment = path.name
+        if self._status.error is not None:
+            log.info("camera %s: recording again", self.camera_id)
+            self._status.error = None
+        self._backoff.reset()
+
+    def _close(self, reason: str | None) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        self._status.recording = False
+        self._status.current_segment = None
+        self._storage.writing(self.camera_id, 0)
+        try:
+            info = writer.close()
+        except (OSError, av.error.FFmpegError) as exc:
+            self._writer = writer
+            self._fail(exc)
+            return
+        self._status.segments += 1
+        self._status.bytes_written += info.bytes
+        try:
+            self._storage.finished(info)
+        except Exception as exc:  # the index lives on the same disk; reconciled at next start
+            log.error("camera %s: could not index %s: %s", self.camera_id, info.path.name, exc)
+        if reason is not None:
+            log.debug("camera %s: segment %s closed (%s)", self.camera_id, info.path.name, reason)
+
+    def _fail(self, exc: BaseException) -> None:
+        reason = _describe(exc)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+            self._storage.salvage(writer.path)
+        self._storage.writing(self.camera_id, 0)
+        self._storage.request_retention()
+        delay = self._backoff.next()
+        self._retry_at = time.monotonic() + delay
+        self._status.recording = False
+        self._status.current_segment = None
+        if self._status.error != reason:
+            log.error(
+                "camera %s: recording stopped: %s (retrying every few seconds)",
+                self.camera_id,
+                reason,
+            )
+        self._status.error = reason
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, StorageError):
+        return exc.reason
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC:
+        return "disk full"
+    if code == errno.EROFS:
+        return "storage is read-only"
+    if code in (errno.ENOENT, errno.ENOTDIR, errno.ENODEV, errno.EIO):
+        return f"storage unavailable ({errno.errorcode.get(code, code)})"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, av.error.FFmpegError):
+        return f"muxer error: {exc.strerror}"
+    return type(exc).__name__

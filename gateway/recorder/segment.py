@@ -1,0 +1,189 @@
+"""One segment file: fragmented MP4 written by stream copy, synced to disk twice a second.
+
+Fragments are cut every :data:`FRAGMENT_SECONDS` and the file is ``fdatasync``-ed every
+:data:`SYNC_SECONDS`, so a crash or power cut loses at most about one second of video; everything
+before the last complete fragment plays. The file carries the ``.part`` suffix until closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+from av.container import OutputContainer
+from av.stream import Stream
+
+from gateway.media.packet import Packet, Track
+from gateway.storage.naming import final_path
+
+__all__ = ["FRAGMENT_SECONDS", "SYNC_SECONDS", "SegmentInfo", "SegmentWriter", "fsync_dir"]
+
+log = logging.getLogger(__name__)
+
+FRAGMENT_SECONDS = 0.5
+SYNC_SECONDS = 0.5
+_MUXER_OPTIONS = {
+    # empty_moov: headers first, so the file is readable from its first fragment on.
+    # default_base_moof: self-contained fragments, as players and our repair expect.
+    "movflags": "empty_moov+default_base_moof",
+    "frag_duration": str(int(FRAGMENT_SECONDS * 1_000_000)),
+    "flush_packets": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """A finished segment, as the index stores it."""
+
+    camera: str
+    path: Path
+    start: float
+    end: float
+    bytes: int
+    frames: int
+    codec: str
+    width: int
+    height: int
+    has_audio: bool
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory entry (a created or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SegmentWriter:
+    """Writes packets of one session into one ``.part`` file; :meth:`close` finishes it.
+
+    Raises ``OSError`` (disk full, read-only, vanished) or ``av.error.FFmpegError`` from
+    :meth:`write`; the caller then calls :meth:`abort`, which keeps what was already written.
+    """
+
+    def __init__(
+        self, path: Path, tracks: tuple[Track, ...], *, camera_id: str, start: float
+    ) -> None:
+        self.path = path
+        self.camera_id = camera_id
+        self.start = start
+        self.frames = 0
+        self.skipped: list[Track] = []
+        self._tracks: dict[int, tuple[Stream, Track]] = {}
+        self._base: dict[int, int] = {}
+        self._base_seconds: float | None = None
+        self._end_seconds = 0.0
+        self._last_sync = time.monotonic()
+        self._synced_bytes = 0
+        self._video = next((t for t in tracks if t.kind == "video"), None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("xb", buffering=0)
+        try:
+            fsync_dir(path.parent)
+            self._container: OutputContainer = av.open(
+                self._file, "w", format="mp4", options=_MUXER_OPTIONS
+            )
+            for track in tracks:
+                if track.kind == "audio" and not _mp4_takes(self._container, track):
+                    self.skipped.append(track)
+                    continue
+                self._tracks[track.index] = (track.add_to(self._container), track)
+        except BaseException:
+            self._file.close()
+            path.unlink(missing_ok=True)
+            raise
+
+    @property
+    def bytes(self) -> int:
+        return self._file.tell() if not self._file.closed else 0
+
+    @property
+    def duration(self) -> float:
+        """Seconds of media written so far."""
+        if self._base_seconds is None:
+            return 0.0
+        return self._end_seconds - self._base_seconds
+
+    def write(self, packet: Packet) -> None:
+        entry = self._tracks.get(packet.track)
+        if entry is None:
+            return
+        stream, track = entry
+        if self._base_seconds is None:
+            self._base_seconds = packet.seconds
+        base = self._base.get(packet.track)
+        if base is None:
+            base = self._base[packet.track] = round(self._base_seconds / packet.time_base)
+        out = av.Packet(packet.data)
+        out.stream = stream
+        out.time_base = packet.time_base
+        out.dts = packet.dts - base
+        out.pts = packet.pts - base
+        out.duration = packet.duration
+        out.is_keyframe = packet.keyframe
+        self._container.mux(out)
+        end = float((packet.pts + packet.duration) * packet.time_base)
+        if track.kind == "video":
+            self.frames += 1
+            self._end_seconds = max(self._end_seconds, end)
+        elif self._video is None:
+            self._end_seconds = max(self._end_seconds, end)
+        self.sync(force=False)
+
+    def sync(self, *, force: bool) -> None:
+        """``fdatasync`` the file if it grew and the last sync is older than SYNC_SECONDS."""
+        now = time.monotonic()
+        if not force and now - self._last_sync < SYNC_SECONDS:
+            return
+        self._last_sync = now
+        size = self.bytes
+        if size != self._synced_bytes:
+            os.fdatasync(self._file.fileno())
+            self._synced_bytes = size
+
+    def close(self) -> SegmentInfo:
+        """Write the trailer, sync, and rename to the final name."""
+        self._container.close()
+        os.fsync(self._file.fileno())
+        size = self._file.tell()
+        self._file.close()
+        final = final_path(self.path)
+        os.replace(self.path, final)
+        fsync_dir(final.parent)
+        return self._info(final, size)
+
+    def abort(self) -> None:
+        """Give up after an error: close without the trailer; the caller repairs the file."""
+        try:
+            self._container.close()
+        except Exception as exc:  # the disk that failed the write may fail the trailer too
+            log.debug("camera %s: trailer not written: %s", self.camera_id, exc)
+        try:
+            self._file.close()
+        except OSError as exc:
+            log.debug("camera %s: close failed: %s", self.camera_id, exc)
+
+    def _info(self, path: Path, size: int) -> SegmentInfo:
+        video = self._video
+        return SegmentInfo(
+            camera=self.camera_id,
+            path=path,
+            start=self.start,
+            end=self.start + self.duration,
+            bytes=size,
+            frames=self.frames,
+            codec=video.codec if video else "none",
+            width=video.width if video else 0,
+            height=video.height if video else 0,
+            has_audio=any(t.kind == "audio" for _, t in self._tracks.values()),
+        )
+
+
+def _mp4_takes(container: OutputContainer, track: Track) -> bool:
+    return track.codec in container.supported_codecs

@@ -1,0 +1,104 @@
+"""Live state of the daemon, held in one place: written by workers, read by status and metrics.
+
+Workers only assign fields and bump counters (cheap, no locks on the packet path); readers take a
+consistent-enough snapshot. Status output and metrics read this; they never sit in the packet path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.clock import wall_at
+from gateway.media.packet import Packet, SessionInfo
+
+__all__ = ["CameraState", "CameraStatus", "RecorderStatus"]
+
+CameraState = Literal["starting", "online", "offline", "disabled"]
+_RATE_WINDOW = 2.0
+
+
+@dataclass(slots=True)
+class RecorderStatus:
+    enabled: bool = True
+    recording: bool = False
+    error: str | None = None
+    segments: int = 0
+    bytes_written: int = 0
+    current_segment: str | None = None
+    skipped_packets: int = 0
+    """Packets not recorded while storage was failing."""
+
+
+@dataclass(slots=True)
+class CameraStatus:
+    """Everything known about one camera. One instance per camera for the daemon's lifetime."""
+
+    id: str
+    url: str
+    """Display URL, never with a password."""
+    state: CameraState = "starting"
+    since: float = field(default_factory=time.time)
+    error: str | None = None
+    sessions: int = 0
+    reconnects: int = 0
+    frames: int = 0
+    bytes_received: int = 0
+    last_frame_monotonic: float | None = None
+    codec: str | None = None
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    bitrate: float = 0.0
+    """bits per second, all tracks."""
+    timestamp_repairs: int = 0
+    recorder: RecorderStatus = field(default_factory=RecorderStatus)
+    _window_start: float = 0.0
+    _window_frames: int = 0
+    _window_bytes: int = 0
+
+    @property
+    def last_frame(self) -> float | None:
+        """Wall time of the last video frame."""
+        if self.last_frame_monotonic is None:
+            return None
+        return wall_at(self.last_frame_monotonic)
+
+    def set_state(self, state: CameraState, error: str | None = None) -> bool:
+        """Change state; True if it changed."""
+        changed = state != self.state
+        if changed:
+            self.state = state
+            self.since = time.time()
+        self.error = error
+        return changed
+
+    def session_started(self, info: SessionInfo) -> None:
+        self.sessions += 1
+        if self.sessions > 1:
+            self.reconnects += 1
+        video = info.video
+        if video is not None:
+            self.codec, self.width, self.height = video.codec, video.width, video.height
+        self._window_start = time.monotonic()
+        self._window_frames = self._window_bytes = 0
+
+    def packet(self, packet: Packet) -> None:
+        size = len(packet.data)
+        self.bytes_received += size
+        self._window_bytes += size
+        if packet.is_video:
+            self.frames += 1
+            self._window_frames += 1
+            self.last_frame_monotonic = packet.received
+        elapsed = packet.received - self._window_start
+        if elapsed >= _RATE_WINDOW:
+            self.fps = self._window_frames / elapsed
+            self.bitrate = self._window_bytes * 8 / elapsed
+            self._window_start = packet.received
+            self._window_frames = self._window_bytes = 0
+
+    def session_ended(self) -> None:
+        self.fps = 0.0
+        self.bitrate = 0.0

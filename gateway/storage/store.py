@@ -1,0 +1,256 @@
+"""The storage area of one box: its root folder, lock, index, retention thread and health.
+
+The daemon holds an exclusive lock on the root so that two processes never write one ring
+buffer. A marker file tells the storage we initialised from an empty mount point left behind
+when a disk goes away: recording then stops with a clear error instead of filling the system disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.recorder.segment import SegmentInfo
+from gateway.storage.index import Index, IndexedSegment
+from gateway.storage.naming import segment_path
+from gateway.storage.recovery import RecoveryReport, reconcile, salvage
+from gateway.storage.retention import Eviction, RetentionPolicy, enforce, free_bytes
+
+__all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError", "StorageUsage"]
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.sqlite3"
+LOCK_NAME = ".lock"
+MARKER_NAME = ".camera-gateway-storage"
+RETENTION_INTERVAL = 1.0
+
+
+class StorageError(Exception):
+    """The storage cannot take a new segment now; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    used: int
+    """Finished segments plus segments being written."""
+    quota: int
+    free: int | None
+    segments: int
+    oldest: float | None
+    evictions: dict[str, int]
+    error: str | None
+
+
+class Storage:
+    """Opened once by the daemon; shared by every camera's recorder."""
+
+    def __init__(self, root: Path, policy: RetentionPolicy) -> None:
+        self.root = root
+        self.policy = policy
+        self.index = Index(root / INDEX_NAME)
+        self.evictions: Counter[str] = Counter()
+        self._writing: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock_fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+        self._usage = StorageUsage(0, policy.quota, None, 0, None, {}, None)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> RecoveryReport:
+        """Create the root if needed, take the lock, repair and reconcile. Raises StorageError."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            (self.root / MARKER_NAME).touch()
+        except OSError as exc:
+            raise StorageError(f"cannot use storage {self.root}: {exc.strerror}") from None
+        report = reconcile(self.root, self.index)
+        self._refresh()
+        return report
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="storage/retention", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.index.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StorageError(
+                f"storage {self.root} is in use by another camera-gateway process"
+            ) from None
+        self._lock_fd = fd
+
+    # -- used by recorders -----------------------------------------------------------------
+
+    def new_segment(self, camera: str, start: float) -> Path:
+        """Path for a new segment; raises StorageError if the storage is not usable now."""
+        self.check()
+        usage = self._usage
+        if usage.free is not None and usage.free < self.policy.min_free and not usage.segments:
+            raise StorageError("free space below storage.min_free and no recording left to evict")
+        path = segment_path(self.root, camera, start)
+        while path.exists() or _final_exists(path):
+            start += 0.001  # same millisecond (clock stepped back): next free name
+            path = segment_path(self.root, camera, start)
+        return path
+
+    def check(self) -> None:
+        """Raise StorageError if the root has vanished or is a different, unprepared folder."""
+        marker = self.root / MARKER_NAME
+        if marker.exists():
+            return
+        if not self.root.is_dir():
+            raise StorageError(f"storage {self.root} has vanished")
+        if os.path.ismount(self.root):
+            # A freshly mounted, empty filesystem: adopt it.
+            try:
+                marker.touch()
+            except OSError as exc:
+                raise StorageError(f"cannot prepare new storage: {exc.strerror}") from None
+            log.warning("storage %s is a new filesystem; recording continues on it", self.root)
+            self.index.close()
+            return
+        raise StorageError(
+            f"storage {self.root} lost its marker file: disk unmounted? "
+            "not recording onto the system disk"
+        )
+
+    def writing(self, camera: str, size: int) -> None:
+        """Report the size of the segment a camera is writing (0 when none)."""
+        with self._lock:
+            self._writing[camera] = size
+
+    def finished(self, info: SegmentInfo) -> None:
+        """Index a segment that was closed normally."""
+        self.index.add(self._row(info))
+        self._wake.set()
+
+    def salvage(self, part: Path) -> None:
+        """Keep what an interrupted ``.part`` file holds, after a write error."""
+        try:
+            row = salvage(self.root, part)
+            if row is not None:
+                self.index.add(row)
+        except Exception as exc:  # the disk that failed the write may fail this too
+            log.warning(
+                "could not salvage %s now (%s); it will be repaired at next start", part, exc
+            )
+        self._wake.set()
+
+    def request_retention(self) -> None:
+        self._wake.set()
+
+    # -- retention and usage ---------------------------------------------------------------
+
+    @property
+    def usage(self) -> StorageUsage:
+        return self._usage
+
+    def enforce_now(self) -> list[Eviction]:
+        with self._lock:
+            writing = sum(self._writing.values())
+        evicted = enforce(self.index, self.root, self.policy, writing_bytes=writing)
+        for eviction in evicted:
+            self.evictions[eviction.reason] += 1
+        self._refresh()
+        return evicted
+
+    def _run(self) -> None:
+        last_error_log = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(RETENTION_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.check()
+                self.enforce_now()
+                if self._error is not None:
+                    log.info("storage %s is usable again", self.root)
+                self._error = None
+            except (StorageError, OSError, Exception) as exc:
+                reason = exc.reason if isinstance(exc, StorageError) else _os_reason(exc)
+                now = time.monotonic()
+                if reason != self._error or now - last_error_log > 60:
+                    log.error("storage %s: %s", self.root, reason)
+                    last_error_log = now
+                self._error = reason
+                self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            count, total, oldest = self.index.totals()
+        except Exception:
+            count, total, oldest = self._usage.segments, self._usage.used, self._usage.oldest
+        try:
+            free: int | None = free_bytes(self.root)
+        except OSError:
+            free = None
+        with self._lock:
+            writing = sum(self._writing.values())
+        self._usage = StorageUsage(
+            used=total + writing,
+            quota=self.policy.quota,
+            free=free,
+            segments=count,
+            oldest=oldest,
+            evictions=dict(self.evictions),
+            error=self._error,
+        )
+
+    def _row(self, info: SegmentInfo) -> IndexedSegment:
+        return IndexedSegment(
+            path=str(info.path.relative_to(self.root)),
+            camera=info.camera,
+            start=info.start,
+            end=info.end,
+            bytes=info.bytes,
+            frames=info.frames,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+            has_audio=info.has_audio,
+        )
+
+
+def _final_exists(part: Path) -> bool:
+    return part.with_name(part.name.removesuffix(".part")).exists()
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            return "disk full"
+        if exc.errno == errno.EROFS:
+            return "filesystem is read-only"
+        return exc.strerror or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
