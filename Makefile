@@ -19,7 +19,7 @@ lint: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing: that is a broken suite, never a pass.
 pytest: $(VENV)/.installed
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@CAMERA_GATEWAY_STRICT=1 $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 system-demo:

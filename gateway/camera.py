@@ -24,8 +24,8 @@ __all__ = ["RETRY_MAX", "CameraWorker"]
 
 log = logging.getLogger(__name__)
 
-RETRY_INITIAL = 0.25
-RETRY_MAX = 1.5
+RETRY_INITIAL = 0.2
+RETRY_MAX = 1.0
 AUTH_RETRY_MAX = 60.0
 REMIND_EVERY = 300.0
 """Seconds between reminders that a camera is still offline."""

@@ -50,6 +50,8 @@ class Recorder:
         self._retry_at = 0.0
         self._backoff = Backoff(initial=1.0, maximum=10.0)
         self._warned_codecs: set[str] = set()
+        self._expected_size = 0
+        """Bytes a full segment took last time: room retention makes before the next one."""
 
     # -- Consumer ------------------------------------------------------------------------------
 
@@ -76,6 +78,8 @@ class Recorder:
             writer.write(packet)
         except (OSError, av.error.FFmpegError) as exc:
             self._fail(exc)
+            return
+        self._confirm(writer)
 
     def on_session_end(self, reason: str) -> None:
         self._close(reason)
@@ -89,6 +93,7 @@ class Recorder:
         except OSError as exc:
             self._fail(exc)
             return
+        self._confirm(writer)
         self._storage.writing(self.camera_id, writer.bytes)
 
     def on_close(self) -> None:
@@ -97,7 +102,9 @@ class Recorder:
     # -- segments ------------------------------------------------------------------------------
 
     def _should_cut(self, packet: Packet) -> bool:
-        if packet.seconds - self._segment_base >= self._segment_duration:
+        # Half a frame of slack: camera clocks put keyframes a few ticks either side of a second.
+        slack = float(packet.duration * packet.time_base) / 2
+        if packet.seconds - self._segment_base + slack >= self._segment_duration:
             return True
         step = self._clock.step()
         if step:
@@ -126,14 +133,18 @@ class Recorder:
                     track.codec,
                 )
         self._writer = writer
+        self._storage.opened(self.camera_id, self._expected_size)
         self._segment_base = packet.seconds
         self._clock.step()
         self._status.recording = True
         self._status.current_segment = path.name
-        if self._status.error is not None:
+
+    def _confirm(self, writer: SegmentWriter) -> None:
+        """After an error, recording counts as back once media has reached the disk."""
+        if self._status.error is not None and writer.durable_seconds > 0:
             log.info("camera %s: recording again", self.camera_id)
             self._status.error = None
-        self._backoff.reset()
+            self._backoff.reset()
 
     def _close(self, reason: str | None) -> None:
         writer, self._writer = self._writer, None
@@ -141,7 +152,6 @@ class Recorder:
             return
         self._status.recording = False
         self._status.current_segment = None
-        self._storage.writing(self.camera_id, 0)
         try:
             info = writer.close()
         except (OSError, av.error.FFmpegError) as exc:
@@ -150,6 +160,14 @@ class Recorder:
             return
         self._status.segments += 1
         self._status.bytes_written += info.bytes
+        if self._status.error is not None:
+            log.info("camera %s: recording again", self.camera_id)
+            self._status.error = None
+            self._backoff.reset()
+        duration = info.end - info.start
+        if duration >= self._segment_duration / 2:
+            self._expected_size = round(info.bytes * self._segment_duration / duration)
+        self._storage.closed(self.camera_id)
         try:
             self._storage.finished(info)
         except Exception as exc:  # the index lives on the same disk; reconciled at next start
@@ -163,7 +181,7 @@ class Recorder:
         if writer is not None:
             writer.abort()
             self._storage.salvage(writer.path)
-        self._storage.writing(self.camera_id, 0)
+        self._storage.closed(self.camera_id)
         self._storage.request_retention()
         delay = self._backoff.next()
         self._retry_at = time.monotonic() + delay

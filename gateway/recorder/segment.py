@@ -81,6 +81,8 @@ class SegmentWriter:
         self._end_seconds = 0.0
         self._last_sync = time.monotonic()
         self._synced_bytes = 0
+        self.durable_seconds = 0.0
+        """Media known to be on disk (as of the last successful sync)."""
         self._video = next((t for t in tracks if t.kind == "video"), None)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("xb", buffering=0)
@@ -144,8 +146,10 @@ class SegmentWriter:
         self._last_sync = now
         size = self.bytes
         if size != self._synced_bytes:
+            duration = self.duration
             os.fdatasync(self._file.fileno())
             self._synced_bytes = size
+            self.durable_seconds = duration
 
     def close(self) -> SegmentInfo:
         """Write the trailer, sync, and rename to the final name."""

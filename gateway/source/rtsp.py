@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT = 5.0
 """Seconds allowed for connect, DESCRIBE, SETUP, PLAY and probing."""
-READ_TIMEOUT = 3.0
-"""Seconds without a packet after which a connected camera counts as silent."""
+READ_TIMEOUT = 2.0
+"""Seconds a read may wait for data. FFmpeg's RTSP client returns once more after the first
+timeout (flushing what it held), so a silent camera is declared after at most twice this: 4 s."""
 
 # Probe little: the SDP already names the codecs, and every probed second delays recording.
 _FAST_PROBE = {"analyzeduration": "200000", "probesize": "65536"}

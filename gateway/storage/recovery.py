@@ -83,14 +83,25 @@ def describe(root: Path, path: Path, facts: SegmentFacts) -> IndexedSegment | No
     )
 
 
-def salvage(root: Path, part: Path, report: RecoveryReport | None = None) -> IndexedSegment | None:
-    """Cut an interrupted ``.part`` file to whole fragments and rename it; None if nothing plays."""
+def salvage(
+    root: Path, part: Path, report: RecoveryReport | None = None, *, quiet: bool = False
+) -> IndexedSegment | None:
+    """Cut an interrupted ``.part`` file to whole fragments and rename it; None if nothing plays.
+
+    ``quiet``: a file with nothing playable is removed without a warning (a write that failed
+    at once, e.g. on a full disk, leaves such files; they are not news).
+    """
     report = report if report is not None else RecoveryReport()
     size_before = part.stat().st_size
     try:
         facts = repair(part)
     except (Fmp4Error, OSError) as exc:
-        log.warning("removing interrupted segment %s: %s", part.relative_to(root), exc)
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "removing interrupted segment %s: %s",
+            part.relative_to(root),
+            exc,
+        )
         part.unlink(missing_ok=True)
         report.discarded += 1
         return None

@@ -61,8 +61,12 @@ class Storage:
         self.policy = policy
         self.index = Index(root / INDEX_NAME)
         self.evictions: Counter[str] = Counter()
-        self._writing: dict[str, int] = {}
+        self._writing: dict[str, tuple[int, int]] = {}
+        """Per camera: (bytes written so far, expected size) of the segment being written."""
         self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._unindexed: list[IndexedSegment] = []
+        self._unsalvaged: list[Path] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock_fd: int | None = None
@@ -93,6 +97,12 @@ class Storage:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
+        self._flush_pending()
+        if self._unindexed or self._unsalvaged:
+            log.warning(
+                "%d segment(s) not indexed yet; they will be at next start",
+                len(self._unindexed) + len(self._unsalvaged),
+            )
         self.index.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -144,27 +154,70 @@ class Storage:
             "not recording onto the system disk"
         )
 
-    def writing(self, camera: str, size: int) -> None:
-        """Report the size of the segment a camera is writing (0 when none)."""
+    def opened(self, camera: str, expected: int) -> None:
+        """A camera started a segment expected to grow to ``expected`` bytes.
+
+        Retention makes room for the expected size at once, so that the total stays within the
+        quota while the segment grows, rather than catching up after it was written.
+        """
         with self._lock:
-            self._writing[camera] = size
+            self._writing[camera] = (0, expected)
+        self._wake.set()
+
+    def writing(self, camera: str, size: int) -> None:
+        """Report the size of the segment a camera is writing."""
+        with self._lock:
+            _, expected = self._writing.get(camera, (0, 0))
+            self._writing[camera] = (size, expected)
+
+    def closed(self, camera: str) -> None:
+        """The camera's segment is finished (and indexed) or abandoned."""
+        with self._lock:
+            self._writing.pop(camera, None)
+
+    def _writing_bytes(self) -> int:
+        with self._lock:
+            return sum(max(size, expected) for size, expected in self._writing.values())
 
     def finished(self, info: SegmentInfo) -> None:
-        """Index a segment that was closed normally."""
-        self.index.add(self._row(info))
+        """Index a segment that was closed normally (retried later if the index fails now)."""
+        with self._lock:
+            self._unindexed.append(self._row(info))
+        self._flush_pending()
         self._wake.set()
 
     def salvage(self, part: Path) -> None:
-        """Keep what an interrupted ``.part`` file holds, after a write error."""
-        try:
-            row = salvage(self.root, part)
-            if row is not None:
-                self.index.add(row)
-        except Exception as exc:  # the disk that failed the write may fail this too
-            log.warning(
-                "could not salvage %s now (%s); it will be repaired at next start", part, exc
-            )
+        """Keep what an interrupted ``.part`` file holds, after a write error (now or later)."""
+        with self._lock:
+            self._unsalvaged.append(part)
+        self._flush_pending()
         self._wake.set()
+
+    def _flush_pending(self) -> None:
+        """Salvage and index what earlier attempts could not, e.g. while the disk was full."""
+        with self._pending_lock:
+            with self._lock:
+                parts, self._unsalvaged = self._unsalvaged, []
+            for part in parts:
+                try:
+                    row = salvage(self.root, part, quiet=True) if part.exists() else None
+                except OSError:
+                    with self._lock:
+                        self._unsalvaged.append(part)
+                    continue
+                if row is not None:
+                    with self._lock:
+                        self._unindexed.append(row)
+            with self._lock:
+                rows, self._unindexed = self._unindexed, []
+            if not rows:
+                return
+            try:
+                self.index.add_many(rows)
+            except Exception as exc:  # the index is on the failing disk: keep the rows
+                with self._lock:
+                    self._unindexed[:0] = rows
+                log.debug("index update postponed (%s): %d segment(s) waiting", exc, len(rows))
 
     def request_retention(self) -> None:
         self._wake.set()
@@ -176,8 +229,7 @@ class Storage:
         return self._usage
 
     def enforce_now(self) -> list[Eviction]:
-        with self._lock:
-            writing = sum(self._writing.values())
+        writing = self._writing_bytes()
         evicted = enforce(self.index, self.root, self.policy, writing_bytes=writing)
         for eviction in evicted:
             self.evictions[eviction.reason] += 1
@@ -193,6 +245,7 @@ class Storage:
                 break
             try:
                 self.check()
+                self._flush_pending()
                 self.enforce_now()
                 if self._error is not None:
                     log.info("storage %s is usable again", self.root)
@@ -201,7 +254,7 @@ class Storage:
                 reason = exc.reason if isinstance(exc, StorageError) else _os_reason(exc)
                 now = time.monotonic()
                 if reason != self._error or now - last_error_log > 60:
-                    log.error("storage %s: %s", self.root, reason)
+                    log.error("storage: %s", reason)
                     last_error_log = now
                 self._error = reason
                 self._refresh()
@@ -215,8 +268,7 @@ class Storage:
             free: int | None = free_bytes(self.root)
         except OSError:
             free = None
-        with self._lock:
-            writing = sum(self._writing.values())
+        writing = self._writing_bytes()
         self._usage = StorageUsage(
             used=total + writing,
             quota=self.policy.quota,

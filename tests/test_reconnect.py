@@ -1,0 +1,113 @@
+"""Cameras that go away, go silent, or never answer: detected quickly, recorded again quickly."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from helpers import CameraServer, decode_errors, free_port, wait_until, write_config
+
+pytestmark = pytest.mark.camera
+
+
+def _iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_camera_killed_and_restarted_gap_is_outage_plus_at_most_2s(
+    tmp_path: Path, cameras, gateway
+) -> None:
+    server = cameras(["/cam:fps=25:gop=25"])
+    config = write_config(
+        tmp_path / "gw.yaml", tmp_path / "rec", [{"id": "door", "url": server.url("/cam")}]
+    )
+    gw = gateway(config)
+    gw.wait_log("camera door: online", 15)
+    wait_until(lambda: gw.segments("door"), 15, "a first segment")
+
+    killed = time.time()
+    server.kill()
+    gw.wait_log("camera door (rtsp://127.0.0.1", 5)  # offline warning names the camera's URL
+    time.sleep(3.0)
+    CameraServer(server.mounts, tmp_path, port=server.port).start()
+    back = time.time()
+    outage = back - killed
+    gw.wait_log("camera door: online again", 10)
+    wait_until(lambda: len(gw.listing()["segments"]) >= 3, 15, "segments after the restart")
+    assert gw.stop() == 0
+
+    listing = gw.listing()
+    gaps = listing["gaps"]
+    assert len(gaps) == 1, gaps
+    gap = gaps[0]["duration"]
+    assert outage - 0.5 <= gap <= outage + 2.0, f"gap {gap:.2f} s for an outage of {outage:.2f} s"
+    first_after = min(_iso(s["start"]) for s in listing["segments"] if _iso(s["start"]) > killed)
+    print(f"\noutage {outage:.2f} s, gap {gap:.2f} s, back on record {first_after - back:.2f} s after the camera answered")
+    for path in gw.segments("door"):
+        assert decode_errors(path) == ""
+
+
+def test_silent_camera_is_detected_within_5s_and_recording_resumes(
+    tmp_path: Path, cameras, gateway
+) -> None:
+    server = cameras(["/cam:fps=25:gop=25"])
+    config = write_config(
+        tmp_path / "gw.yaml", tmp_path / "rec", [{"id": "porch", "url": server.url("/cam")}]
+    )
+    gw = gateway(config)
+    gw.wait_log("camera porch: online", 15)
+    time.sleep(2)
+    server.pause()  # TCP stays open, no more data: a hung camera
+    paused = time.monotonic()
+    gw.wait_log("offline: no data for", 8)
+    detected = time.monotonic() - paused
+    assert detected <= 5.0, f"silence detected after {detected:.1f} s"
+    assert gw.segments("porch", partial=True) == [], "the open segment is finalised at the gap"
+    server.resume()
+    gw.wait_log("camera porch: online again", 15)
+    count = len(gw.segments("porch"))
+    wait_until(lambda: len(gw.segments("porch")) > count, 15, "recording to resume")
+    assert gw.stop() == 0
+
+
+def test_camera_that_accepts_but_never_answers_is_reported_offline(tmp_path: Path, gateway) -> None:
+    port = free_port()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        config = write_config(
+            tmp_path / "gw.yaml",
+            tmp_path / "rec",
+            [{"id": "mute", "url": f"rtsp://127.0.0.1:{port}/stream"}],
+        )
+        started = time.monotonic()
+        gw = gateway(config)
+        gw.wait_log("camera mute (rtsp://127.0.0.1", 12)
+        assert time.monotonic() - started < 9, "open timeout is 5 s (plus start-up)"
+        assert "offline: no data for 5 s" in gw.log
+        assert gw.stop() == 0
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+        for conn in accepted:
+            conn.close()
