@@ -13,8 +13,8 @@ demo: system-demo $(VENV)/.installed
 test: system-test $(VENV)/.installed lint pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects nothing: that is a broken suite, never a pass.

@@ -53,13 +53,13 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """Mask registered secrets and URL passwords in free text."""
-    text = _USERINFO.sub(_mask_userinfo, text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return text
+    # Then any URL password not registered (typed into a URL, say) up to the first '@'.
+    return _USERINFO.sub(_mask_userinfo, text)
 
 
 class RedactingFilter(logging.Filter):

@@ -7,6 +7,7 @@ Durations are seconds or a number with a unit: ``500ms``, ``90s``, ``15m``, ``24
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 __all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
 
@@ -48,7 +49,8 @@ def parse_size(value: str | int) -> int:
             f"invalid size {value!r}: use bytes or a number with one of "
             "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB (e.g. 500MB, 2GiB)"
         )
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    # Exact decimal arithmetic: float("4.1") * 10**6 is 4099999.999..., not 4100000.
+    return int(Fraction(match.group(1)) * _SIZE_UNITS[unit])
 
 
 def parse_duration(value: str | float) -> float:

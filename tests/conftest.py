@@ -37,10 +37,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # they are skipped with the reason; under `make test` (CI) a missing part is a failure.
     strict = os.environ.get("CAMERA_GATEWAY_STRICT") == "1"
     for item in items:
-        if "camera" in item.keywords and not (_HAS_GST and _HAS_FFPROBE):
-            if not strict:
-                reason = "needs GStreamer RTSP server and ffprobe (run `make test`)"
-                item.add_marker(pytest.mark.skip(reason=reason))
+        if "camera" in item.keywords and not (_HAS_GST and _HAS_FFPROBE) and not strict:
+            reason = "needs GStreamer RTSP server and ffprobe (run `make test`)"
+            item.add_marker(pytest.mark.skip(reason=reason))
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason="needs root to mount a tmpfs"))
 

@@ -126,7 +126,9 @@ def write_config(path: Path, root: Path, cameras: list[dict[str, Any]], **extra:
     return path
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
         capture_output=True,
@@ -205,8 +207,15 @@ def ffprobe(path: Path) -> dict[str, Any]:
     """Streams (with packet counts) and format of a file, read by FFmpeg's own ffprobe."""
     result = subprocess.run(
         [
-            "ffprobe", "-v", "error", "-count_packets", "-show_streams", "-show_format",
-            "-of", "json", str(path),
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            str(path),
         ],
         capture_output=True,
         text=True,
@@ -219,8 +228,16 @@ def ffprobe(path: Path) -> dict[str, Any]:
 def video_packets(path: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
         [
-            "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-            "packet=pts_time,dts_time,flags", "-of", "json", str(path),
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,dts_time,flags",
+            "-of",
+            "json",
+            str(path),
         ],
         capture_output=True,
         text=True,
@@ -238,7 +255,9 @@ def decode_errors(path: Path) -> str:
         text=True,
         timeout=120,
     )
-    return result.stderr.strip() + ("" if result.returncode == 0 else f" (exit {result.returncode})")
+    return result.stderr.strip() + (
+        "" if result.returncode == 0 else f" (exit {result.returncode})"
+    )
 
 
 @contextmanager

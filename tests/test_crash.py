@@ -52,7 +52,7 @@ def test_sigkill_loses_at_most_one_second_and_every_segment_plays(
         lost = killed - _iso(row["end"])
         print(f"\n{final.name}: {row['duration']:.2f} s kept, {lost:.2f} s lost at SIGKILL")
         assert lost <= 1.0, f"{lost:.2f} s of video lost"
-        video = [s for s in ffprobe(final)["streams"] if s["codec_type"] == "video"][0]
+        video = next(s for s in ffprobe(final)["streams"] if s["codec_type"] == "video")
         assert int(video["nb_read_packets"]) == row["frames"]
     for path in gw2.segments():
         assert decode_errors(path) == "", path.name

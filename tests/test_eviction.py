@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import tmpfs, wait_until, write_config
+from helpers import tmpfs, write_config
 
 
 def _sim(name: str, bitrate: int = 400) -> dict[str, str]:

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.camera
 def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segments(
     tmp_path: Path, cameras, gateway
 ) -> None:
-    server = cameras(["/h264:audio=aac:fps=25", "/h265:codec=h265:fps=25", "/alaw:audio=pcma:fps=15:gop=15"])
+    server = cameras(
+        ["/h264:audio=aac:fps=25", "/h265:codec=h265:fps=25", "/alaw:audio=pcma:fps=15:gop=15"]
+    )
     storage = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml",
@@ -35,7 +37,11 @@ def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segment
     assert time.monotonic() - started < 5, "SIGTERM must finalise segments within 5 s"
     assert gw.segments(partial=True) == [], "no segment left half-written after SIGTERM"
 
-    for camera, codec, fps in (("hall-a", "h264", 25), ("stairs", "hevc", 25), ("lobby", "h264", 15)):
+    for camera, codec, fps in (
+        ("hall-a", "h264", 25),
+        ("stairs", "hevc", 25),
+        ("lobby", "h264", 15),
+    ):
         files = gw.segments(camera)
         assert len(files) >= 3
         for path in files:
@@ -48,17 +54,21 @@ def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segment
             assert "K" in packets[0]["flags"], "each segment starts on a keyframe"
         # Full segments (not the first nor the last) last about segment_duration.
         for path in files[1:-1]:
-            video = [s for s in ffprobe(path)["streams"] if s["codec_type"] == "video"][0]
+            video = next(s for s in ffprobe(path)["streams"] if s["codec_type"] == "video")
             duration, frames = float(video["duration"]), int(video["nb_read_packets"])
             assert 2.9 <= duration <= 3.2, f"{path.name}: {duration} s"
-            assert abs(frames - duration * fps) <= 2, f"{path.name}: {frames} frames in {duration} s"
+            assert abs(frames - duration * fps) <= 2, (
+                f"{path.name}: {frames} frames in {duration} s"
+            )
 
     # AAC goes into the MP4; G.711 cannot, so it is dropped with one warning, video kept.
-    audio = [s["codec_name"] for s in ffprobe(gw.segments("hall-a")[1])["streams"] if s["codec_type"] == "audio"]
+    audio = [
+        s["codec_name"]
+        for s in ffprobe(gw.segments("hall-a")[1])["streams"]
+        if s["codec_type"] == "audio"
+    ]
     assert audio == ["aac"]
-    assert all(
-        s["codec_type"] == "video" for s in ffprobe(gw.segments("lobby")[1])["streams"]
-    )
+    assert all(s["codec_type"] == "video" for s in ffprobe(gw.segments("lobby")[1])["streams"])
     assert gw.log.count("audio pcm_alaw cannot be stored in MP4") == 1
 
     # The index agrees with the files and shows no gap inside continuous recording.

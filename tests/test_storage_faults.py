@@ -88,7 +88,10 @@ def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway) -> 
 def test_read_only_storage_degrades_then_recovers(tmp_path: Path, gateway) -> None:
     with tmpfs(tmp_path / "disk", "16m") as root:
         config = write_config(
-            tmp_path / "gw.yaml", root, [_sim("lift")], storage={"segment_duration": "1s", "min_free": 0}
+            tmp_path / "gw.yaml",
+            root,
+            [_sim("lift")],
+            storage={"segment_duration": "1s", "min_free": 0},
         )
         gw = gateway(config)
         gw.wait_log("camera lift: online", 15)
@@ -115,7 +118,10 @@ def test_vanished_storage_is_not_replaced_by_the_system_disk(tmp_path: Path, gat
     root = tmp_path / "disk"
     with tmpfs(root, "16m"):
         config = write_config(
-            tmp_path / "gw.yaml", root, [_sim("hall")], storage={"segment_duration": "1s", "min_free": 0}
+            tmp_path / "gw.yaml",
+            root,
+            [_sim("hall")],
+            storage={"segment_duration": "1s", "min_free": 0},
         )
         gw = gateway(config)
         gw.wait_log("camera hall: online", 15)

@@ -25,7 +25,7 @@ class SourceError(Exception):
 def describe_error(exc: BaseException, *, timeout: float | None = None) -> SourceError:
     """Map an FFmpeg or OS error to a :class:`SourceError` without quoting the URL.
 
-    ``timeout`` is given when the call ran for its whole time limit.
+    ``timeout`` is given (seconds waited) when the call ended by running out of time.
     """
     if isinstance(exc, SourceError):
         return exc

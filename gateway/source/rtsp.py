@@ -43,12 +43,18 @@ class RtspSource:
         self._slow_probe = False
 
     def open(self) -> tuple[Track, ...]:
-        options = {"rtsp_transport": "tcp", **(_SLOW_PROBE if self._slow_probe else _FAST_PROBE)}
+        options = {
+            "rtsp_transport": "tcp",
+            # FFmpeg's own socket timeout bounds each read. PyAV's read timeout is not used: its
+            # check takes the GIL on every FFmpeg I/O call, which costs more than the recording.
+            "timeout": str(int(READ_TIMEOUT * 1_000_000)),
+            **(_SLOW_PROBE if self._slow_probe else _FAST_PROBE),
+        }
         started = time.monotonic()
         try:
-            container = av.open(self._url, options=options, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+            container = av.open(self._url, options=options, timeout=(OPEN_TIMEOUT, None))
         except Exception as exc:  # FFmpeg raises many types; each is mapped to a short reason
-            raise _reason(exc, started, OPEN_TIMEOUT) from None
+            raise _reason(exc, started) from None
         self._container = container
         video = next(iter(container.streams.video), None)
         if video is None:
@@ -75,7 +81,7 @@ class RtspSource:
             except StopIteration:
                 raise SourceError("the camera ended the stream") from None
             except Exception as exc:
-                raise _reason(exc, started, READ_TIMEOUT) from None
+                raise _reason(exc, started) from None
             if packet.size == 0:
                 continue
             track = self._index.get(packet.stream.index)
@@ -100,6 +106,6 @@ class RtspSource:
                 log.debug("camera %s: error while closing: %s", self._camera_id, type(exc).__name__)
 
 
-def _reason(exc: BaseException, started: float, timeout: float) -> SourceError:
-    timed_out = time.monotonic() - started >= timeout * 0.9
-    return describe_error(exc, timeout=timeout if timed_out else None)
+def _reason(exc: BaseException, started: float) -> SourceError:
+    waited = time.monotonic() - started
+    return describe_error(exc, timeout=round(waited) if waited >= READ_TIMEOUT * 0.9 else None)

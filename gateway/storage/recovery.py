@@ -134,11 +134,12 @@ def reconcile(root: Path, index: Index) -> RecoveryReport:
             if relative in known:
                 continue
             row = _read(root, path, report)
+            if row is not None:
+                report.added += 1  # repaired .part files are counted in report.repaired
         if row is not None:
             on_disk.add(row.path)
             new_rows.append(row)
     index.add_many(new_rows)
-    report.added = len(new_rows) - report.repaired
     for missing in known - on_disk:
         index.remove(missing)
         report.forgotten += 1

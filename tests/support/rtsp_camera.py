@@ -116,8 +116,6 @@ def main() -> None:
             permissions.add_permission_for_role(role, "media.factory.access", True)
             permissions.add_permission_for_role(role, "media.factory.construct", True)
             factory.set_permissions(permissions)
-        if args.tls:
-            factory.set_profiles(GstRtspServer.RTSPProfile.SAVP | GstRtspServer.RTSPProfile.AVP)
         mounts.add_factory(path, factory)
 
     loop = GLib.MainLoop()
