@@ -16,7 +16,7 @@ DEMO_CAMERAS = ("entrance", "hall-a", "stairs-b", "parking")
 
 
 def demo_config(directory: Path, *, cameras: int = 4, metrics: str = "127.0.0.1:9108") -> Config:
-    """Four 640x360 15 fps ``sim://`` cameras (~0.4 Mbit/s each), 10 s segments, 40 MB quota:
+    """Four 640x360 15 fps ``sim://`` cameras (~0.4 Mbit/s each), 10 s segments, 24 MB quota:
     the first evictions happen after about three minutes."""
     names = [
         DEMO_CAMERAS[i % len(DEMO_CAMERAS)] + ("" if i < 4 else f"-{i}") for i in range(cameras)
@@ -25,7 +25,7 @@ def demo_config(directory: Path, *, cameras: int = 4, metrics: str = "127.0.0.1:
         "site_id": "demo",
         "storage": {
             "path": str(directory),
-            "quota": "40MB",
+            "quota": "24MB",
             "max_age": "1h",
             "min_free": "100MB",
             "segment_duration": "10s",

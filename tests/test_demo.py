@@ -29,5 +29,5 @@ def test_demo_records_four_simulated_cameras_and_shows_their_status(tmp_path: Pa
         segments = sorted((tmp_path / "demo" / camera).rglob("*.mp4"))
         assert len(segments) >= 2, camera
         assert decode_errors(segments[0]) == ""
-    assert "storage:" in table and "of 38.1 MiB" in table
+    assert "storage:" in table and "of 22.9 MiB" in table
     assert f"metrics on 127.0.0.1:{port}" in result.stdout

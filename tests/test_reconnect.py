@@ -68,6 +68,7 @@ def test_silent_camera_is_detected_within_5s_and_recording_resumes(
     paused = time.monotonic()
     gw.wait_log("offline: no data for", 8)
     detected = time.monotonic() - paused
+    print(f"\nsilence detected after {detected:.1f} s")
     assert detected <= 5.0, f"silence detected after {detected:.1f} s"
     assert gw.segments("porch", partial=True) == [], "the open segment is finalised at the gap"
     server.resume()

@@ -48,6 +48,8 @@ def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segment
             info = ffprobe(path)
             video = [s for s in info["streams"] if s["codec_type"] == "video"]
             assert [s["codec_name"] for s in video] == [codec]
+            if codec == "hevc":
+                assert video[0]["codec_tag_string"] == "hvc1", "HEVC tagged for browsers"
             assert (int(video[0]["width"]), int(video[0]["height"])) == (640, 360)
             assert decode_errors(path) == "", f"{path.name} does not decode cleanly"
             packets = video_packets(path)

@@ -62,6 +62,10 @@ class Track:
             raise ValueError(f"track {self.index} ({self.codec}) has no codec parameters")
         stream = output.add_stream_from_template(self.template)
         stream.time_base = self.time_base
+        if self.codec == "hevc" and stream.codec_context is not None:
+            # 'hvc1' (parameter sets in the sample description) plays in browsers and Apple
+            # players; FFmpeg's default 'hev1' does not everywhere.
+            stream.codec_context.codec_tag = "hvc1"
         return stream
 
     def describe(self) -> str:

@@ -76,6 +76,9 @@ class Index:
         self._readonly = readonly
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._count_bytes: tuple[int, int] | None = None
+        """Running (segments, bytes), kept by this process's writes: retention asks every
+        second, and summing a month of rows each time would cost more than recording."""
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -109,6 +112,7 @@ class Index:
             with suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        self._count_bytes = None
 
     def add(self, segment: IndexedSegment) -> None:
         self.add_many([segment])
@@ -130,19 +134,42 @@ class Index:
             for s in segments
         ]
         with self._cursor() as db:
+            count, total = self._totals_locked(db)
             db.execute("BEGIN")
+            for row in rows:
+                old = db.execute("SELECT bytes FROM segments WHERE path = ?", (row[0],)).fetchone()
+                if old is None:
+                    count += 1
+                else:
+                    total -= int(old[0])
+                total += int(row[4])
             db.executemany(
                 f"INSERT OR REPLACE INTO segments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
             )
             db.execute("COMMIT")
+            self._count_bytes = (count, total)
 
     def remove(self, path: str) -> None:
         with self._cursor() as db:
+            count, total = self._totals_locked(db)
+            old = db.execute("SELECT bytes FROM segments WHERE path = ?", (path,)).fetchone()
+            if old is None:
+                return
             db.execute("DELETE FROM segments WHERE path = ?", (path,))
+            self._count_bytes = (count - 1, total - int(old[0]))
 
     def clear(self) -> None:
         with self._cursor() as db:
             db.execute("DELETE FROM segments")
+            self._count_bytes = (0, 0)
+
+    def _totals_locked(self, db: sqlite3.Connection) -> tuple[int, int]:
+        if self._count_bytes is None or self._readonly:
+            count, total = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments"
+            ).fetchone()
+            self._count_bytes = (int(count), int(total))
+        return self._count_bytes
 
     def segments(
         self,
@@ -178,10 +205,9 @@ class Index:
     def totals(self) -> tuple[int, int, float | None]:
         """(segment count, bytes, start of the oldest segment)."""
         with self._cursor() as db:
-            count, total, oldest = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(start) FROM segments"
-            ).fetchone()
-        return int(count), int(total), oldest
+            count, total = self._totals_locked(db)
+            (oldest,) = db.execute("SELECT MIN(start) FROM segments").fetchone()
+        return count, total, oldest
 
     def paths(self) -> set[str]:
         with self._cursor() as db:
