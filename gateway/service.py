@@ -58,9 +58,7 @@ class Gateway:
         self._stop = threading.Event()
 
     def start(self, *, metrics: bool = True) -> None:
-        report = self.storage.open()
-        log.info("storage %s ready: %s", self.storage.root, report.summary())
-        self.storage.enforce_now()
+        self.storage.open()
         self.storage.start()
         if metrics:
             listen = self.config.metrics

@@ -137,3 +137,29 @@ def test_vanished_storage_is_not_replaced_by_the_system_disk(tmp_path: Path, gat
         gw.wait_log("camera hall: recording again", 20)
         wait_until(lambda: len(gw.segments("hall")) >= 2, 15, "recording on the new disk")
         assert gw.stop() == 0
+
+
+def test_daemon_starts_on_unusable_storage_and_records_once_it_is_usable(
+    tmp_path: Path, gateway
+) -> None:
+    with tmpfs(tmp_path / "disk", "16m") as root:
+        subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(root)], check=True)
+        try:
+            config = write_config(
+                tmp_path / "gw.yaml",
+                root,
+                [_sim("entry")],
+                storage={"segment_duration": "1s", "min_free": 0},
+            )
+            gw = gateway(config)
+            gw.wait_log("camera entry: online", 15)
+            assert "cannot use storage" in gw.log and "read-only" in gw.log
+            time.sleep(1.5)
+            assert gw.proc is not None and gw.proc.poll() is None
+            assert _value(_metrics(config), 'camera_gateway_camera_up{camera="entry"}') == 1.0
+        finally:
+            subprocess.run(["umount", str(root)], check=True)
+        gw.wait_log("ready:", 10)
+        wait_until(lambda: len(gw.segments("entry")) >= 2, 15, "recording once writable")
+        assert gw.stop() == 0

@@ -60,19 +60,17 @@ class Recorder:
         self._tracks = info.tracks
 
     def on_packet(self, packet: Packet) -> None:
+        keyframe = packet.is_video and packet.keyframe
         if self._writer is None:
-            if not (packet.is_video and packet.keyframe) or not self._tracks:
-                return
-            if time.monotonic() < self._retry_at:
-                self._status.skipped_packets += 1
-                return
-            self._open(packet)
-        elif packet.is_video and packet.keyframe and self._should_cut(packet):
+            if keyframe and self._tracks and time.monotonic() >= self._retry_at:
+                self._open(packet)
+        elif keyframe and self._should_cut(packet):
             self._close(None)
             self._open(packet)
         writer = self._writer
         if writer is None:
-            self._status.skipped_packets += 1
+            if self._status.error is not None:
+                self._status.skipped_packets += 1  # lost to the storage failure
             return
         try:
             writer.write(packet)

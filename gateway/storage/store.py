@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -72,20 +73,36 @@ class Storage:
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
         self._error: str | None = None
+        self._ready = False
         self._usage = StorageUsage(0, policy.quota, None, 0, None, {}, None)
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def open(self) -> RecoveryReport:
-        """Create the root if needed, take the lock, repair and reconcile. Raises StorageError."""
+    def open(self) -> RecoveryReport | None:
+        """Create the root if needed, take the lock, repair interrupted segments, reconcile.
+
+        Returns None when the storage cannot be used yet (read-only, missing disk...): the
+        daemon runs on and the retention thread retries. Raises StorageError only when another
+        process holds the storage, which retrying will not fix.
+        """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._take_lock()
+            if self._lock_fd is None:
+                self._take_lock()
             (self.root / MARKER_NAME).touch()
-        except OSError as exc:
-            raise StorageError(f"cannot use storage {self.root}: {exc.strerror}") from None
-        report = reconcile(self.root, self.index)
+            report = reconcile(self.root, self.index)
+        except (OSError, sqlite3.Error) as exc:
+            reason = f"cannot use storage {self.root}: {_os_reason(exc)}"
+            if reason != self._error:
+                log.error("%s; recording starts once it can", reason)
+            self._error = reason
+            self._refresh()
+            return None
+        self._ready = True
+        self._error = None
+        log.info("storage %s ready: %s", self.root, report.summary())
         self._refresh()
+        self._wake.set()  # retention runs at once
         return report
 
     def start(self) -> None:
@@ -135,6 +152,8 @@ class Storage:
 
     def check(self) -> None:
         """Raise StorageError if the root has vanished or is a different, unprepared folder."""
+        if not self._ready:
+            raise StorageError(self._error or f"storage {self.root} is not ready")
         marker = self.root / MARKER_NAME
         if marker.exists():
             return
@@ -243,6 +262,9 @@ class Storage:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if not self._ready:
+                self.open()
+                continue
             try:
                 self.check()
                 self._flush_pending()
