@@ -38,7 +38,7 @@ class CameraRuntime:
     config: CameraConfig
     status: CameraStatus
     stream: Stream
-    worker: CameraWorker | None
+    worker: CameraWorker
 
 
 class Gateway:
@@ -91,16 +91,6 @@ class Gateway:
         self.cameras[camera.id] = CameraRuntime(camera, status, stream, worker)
         worker.start()
 
-    def wait_first_attempts(self, timeout: float) -> bool:
-        """True once every camera has finished its first connection attempt."""
-        deadline = time.monotonic() + timeout
-        for runtime in self.cameras.values():
-            if runtime.worker is None:
-                continue
-            if not runtime.worker.first_attempt.wait(max(0.0, deadline - time.monotonic())):
-                return False
-        return True
-
     def snapshot(self) -> MetricsSnapshot:
         return MetricsSnapshot(
             site_id=self.config.site_id,
@@ -112,8 +102,7 @@ class Gateway:
         """Stop pulling, finalise open segments, release the storage. True if all in time."""
         deadline = time.monotonic() + timeout
         for runtime in self.cameras.values():
-            if runtime.worker is not None:
-                runtime.worker.stop()
+            runtime.worker.stop()
         finished = True
         for runtime in self.cameras.values():
             remaining = max(0.1, deadline - time.monotonic() - 0.2)
