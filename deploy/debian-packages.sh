@@ -7,7 +7,7 @@ case "${1:-}" in
   demo) packages="python3 python3-venv python3-pip" ;;
   test) packages="python3 python3-venv python3-pip python3-gi gir1.2-gst-rtsp-server-1.0
                   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-                  gstreamer1.0-plugins-bad ffmpeg openssl util-linux" ;;
+                  gstreamer1.0-plugins-bad ffmpeg openssl util-linux iproute2" ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

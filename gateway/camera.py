@@ -34,12 +34,16 @@ REMIND_EVERY = 300.0
 class CameraWorker:
     """Owns the source thread of one camera."""
 
-    def __init__(self, config: CameraConfig, stream: Stream, status: CameraStatus) -> None:
+    def __init__(
+        self, config: CameraConfig, stream: Stream, status: CameraStatus, *, role: str = ""
+    ) -> None:
         self.config = config
         self.stream = stream
         self.status = status
+        self._label = f"camera {config.id}" + (f" ({role})" if role else "")
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{config.id}/source", daemon=True)
+        name = f"{config.id}/{role.replace(' ', '-') or 'source'}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._backoff = Backoff(initial=RETRY_INITIAL, maximum=RETRY_MAX)
         self._auth_backoff = Backoff(initial=5.0, maximum=AUTH_RETRY_MAX)
         self._last_reason: str | None = None
@@ -71,7 +75,7 @@ class CameraWorker:
             except SourceError as exc:
                 reason, auth = exc.reason, exc.auth
             except Exception as exc:  # a bug must not end the camera's thread
-                log.exception("camera %s: unexpected error", self.config.id)
+                log.exception("%s: unexpected error", self._label)
                 reason, auth = f"internal error: {type(exc).__name__}", False
             finally:
                 source.close()
@@ -97,14 +101,13 @@ class CameraWorker:
         started = time.monotonic()
         try:
             while not self._stop.is_set():
-                for packet in normalizer.push(source.read()):
+                packet = normalizer.push(source.read())
+                if packet is not None:
                     self.status.packet(packet)
                     self.stream.publish(packet)
                 if self._backoff.attempts and time.monotonic() - started > 5:
                     self._backoff.reset()  # a session that holds counts as a recovery
         finally:
-            for packet in normalizer.flush():
-                self.stream.publish(packet)
             self.status.timestamp_repairs += normalizer.repaired
             self.status.session_ended()
             self.stream.end_session("camera disconnected")
@@ -116,27 +119,25 @@ class CameraWorker:
         tracks = ", ".join(t.describe() for t in info.tracks)
         if was_offline:
             log.info(
-                "camera %s: online again after %s offline (%s)",
-                self.config.id,
+                "%s: online again after %s offline (%s)",
+                self._label,
                 format_duration(offline_for),
                 tracks,
             )
         else:
-            log.info("camera %s: online (%s)", self.config.id, tracks)
+            log.info("%s: online (%s)", self._label, tracks)
         self._last_reason = None
 
     def _offline(self, reason: str) -> None:
         changed = self.status.set_state("offline", reason)
         now = time.monotonic()
         if changed or reason != self._last_reason:
-            log.warning(
-                "camera %s (%s): offline: %s; retrying", self.config.id, self.status.url, reason
-            )
+            log.warning("%s (%s): offline: %s; retrying", self._label, self.status.url, reason)
             self._last_remind = now
         elif now - self._last_remind >= REMIND_EVERY:
             log.warning(
-                "camera %s: still offline after %s: %s",
-                self.config.id,
+                "%s: still offline after %s: %s",
+                self._label,
                 format_duration(time.time() - self.status.since),
                 reason,
             )

@@ -79,6 +79,27 @@ def _parser() -> argparse.ArgumentParser:
     reindex = rsub.add_parser("reindex", help="rebuild the index from the segment files")
     reindex.add_argument("--config", required=True, type=Path, metavar="FILE")
     reindex.set_defaults(handler=_recordings_reindex)
+
+    forward = sub.add_parser("forward", help="send a camera live to the supervision centre")
+    fsub = forward.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = fsub.add_parser("start", help="start (or extend) a forward session")
+    start.add_argument("--camera", required=True, metavar="ID")
+    start.add_argument("--duration", required=True, type=parse_duration, help="e.g. 15m")
+    start.add_argument("--reason", required=True, help="the intervention it is for")
+    stop = fsub.add_parser("stop", help="stop a forward session now")
+    stop.add_argument("--camera", required=True, metavar="ID")
+    stop.add_argument("--reason", help="why it stops early")
+    status = fsub.add_parser("status", help="forwards of every camera")
+    status.add_argument("--json", action="store_true")
+    for action in (start, stop, status):
+        action.add_argument(
+            "--config", type=Path, metavar="FILE", help="to find the daemon's control socket"
+        )
+        action.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
+    for action in (start, stop):
+        action.add_argument("--requested-by", metavar="NAME", help="who asks (journalled)")
+        action.set_defaults(handler=_forward_command)
+    status.set_defaults(handler=_forward_status)
     return parser
 
 
@@ -290,4 +311,69 @@ def _recordings_reindex(args: argparse.Namespace) -> int:
         f"reindexed {count} segments ({format_size(total)}) in "
         f"{time.monotonic() - started:.1f} s: {report.summary()}"
     )
+    return EXIT_OK
+
+
+def _control_socket(args: argparse.Namespace) -> Path:
+    from gateway.config.model import DEFAULT_CONTROL_SOCKET
+
+    if args.socket is not None:
+        return Path(args.socket)
+    if args.config is not None:
+        return load_config(args.config).control.socket
+    return Path(DEFAULT_CONTROL_SOCKET)
+
+
+def _forward_command(args: argparse.Namespace) -> int:
+    from gateway.control import ControlError, call
+
+    request: dict[str, object] = {
+        "command": "forward",
+        "action": args.action,
+        "camera": args.camera,
+    }
+    if args.action == "start":
+        request["duration"] = args.duration
+    if args.reason is not None:
+        request["reason"] = args.reason
+    if args.requested_by is not None:
+        request["requested_by"] = args.requested_by
+    try:
+        answer = call(_control_socket(args), request)
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        print(f"camera-gateway: refused: {answer.get('message')}", file=sys.stderr)
+        return EXIT_FAILURE
+    session = answer.get("session") or {}
+    print(f"{answer.get('message')}: camera {args.camera}, session {session.get('session')}")
+    for key in ("target", "ends", "duration", "bytes_sent"):
+        if session.get(key) is not None:
+            print(f"  {key}: {session[key]}")
+    return EXIT_OK
+
+
+def _forward_status(args: argparse.Namespace) -> int:
+    from gateway.control import ControlError, call
+
+    try:
+        answer = call(_control_socket(args), {"command": "status"})
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    cameras = answer.get("status", {}).get("cameras", [])
+    forwards = {c["id"]: c["forward"] for c in cameras}
+    if args.json:
+        print(json.dumps(forwards, indent=2))
+        return EXIT_OK
+    for camera_id, forward in forwards.items():
+        line = f"{camera_id:<14}{forward['mode']:<12}{forward['state']:<12}"
+        if forward.get("ends"):
+            line += f" until {forward['ends']}"
+        if forward.get("requested_by"):
+            line += f" (asked by {forward['requested_by']})"
+        if forward.get("error"):
+            line += f" ! {forward['error']}"
+        print(line)
     return EXIT_OK

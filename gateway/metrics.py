@@ -68,6 +68,20 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
     active = GaugeMetricFamily(
         P + "recording_active", "1 if a segment is being written.", labels=cam
     )
+    fwd_up = GaugeMetricFamily(
+        P + "forward_up", "1 if the camera is being sent to the centre.", labels=cam
+    )
+    fwd_bytes = CounterMetricFamily(
+        P + "forward_bytes_sent", "Bytes sent to the centre.", labels=cam
+    )
+    fwd_dropped = CounterMetricFamily(
+        P + "forward_dropped_frames",
+        "Frames not sent because the uplink was slower than the camera.",
+        labels=cam,
+    )
+    fwd_reconnects = CounterMetricFamily(
+        P + "forward_reconnects", "Push connections re-established.", labels=cam
+    )
     dropped = CounterMetricFamily(
         P + "queue_dropped_frames",
         "Video frames dropped because a consumer fell behind.",
@@ -85,9 +99,15 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         segments.add_metric(label, status.recorder.segments)
         written.add_metric(label, status.recorder.bytes_written)
         active.add_metric(label, 1.0 if status.recorder.recording else 0.0)
+        forward = status.forward
+        fwd_up.add_metric(label, 1.0 if forward.state == "live" else 0.0)
+        fwd_bytes.add_metric(label, forward.bytes_sent)
+        fwd_dropped.add_metric(label, forward.dropped_frames)
+        fwd_reconnects.add_metric(label, forward.reconnects)
         for reader in readers:
             dropped.add_metric([status.id, reader.name], reader.stats.dropped_frames)
     yield from (up, frames, received, reconnects, last, fps, segments, written, active, dropped)
+    yield from (fwd_up, fwd_bytes, fwd_dropped, fwd_reconnects)
 
 
 def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:

@@ -13,9 +13,11 @@ from typing import Literal
 from gateway.clock import wall_at
 from gateway.media.packet import Packet, SessionInfo
 
-__all__ = ["CameraState", "CameraStatus", "RecorderStatus"]
+__all__ = ["CameraState", "CameraStatus", "ForwardState", "ForwardStatus", "RecorderStatus"]
 
 CameraState = Literal["starting", "online", "offline", "disabled"]
+ForwardState = Literal["off", "connecting", "live", "error"]
+ForwardMode = Literal["continuous", "on_demand", "off"]
 _RATE_WINDOW = 2.0
 
 
@@ -29,6 +31,30 @@ class RecorderStatus:
     current_segment: str | None = None
     skipped_packets: int = 0
     """Packets not recorded while storage was failing."""
+
+
+@dataclass(slots=True)
+class ForwardStatus:
+    """The camera's forward to the centre: the one place status output and metrics read."""
+
+    mode: ForwardMode = "off"
+    state: ForwardState = "off"
+    error: str | None = None
+    since: float = field(default_factory=time.time)
+    target: str | None = None
+    """Display URL of the centre's endpoint for this camera (never with a password)."""
+    session_id: str | None = None
+    requested_by: str | None = None
+    reason: str | None = None
+    started: float | None = None
+    ends: float | None = None
+    """Wall time an on-demand session stops by itself (None: continuous or off)."""
+    bytes_sent: int = 0
+    """Bytes sent to the centre, all sessions since the daemon started."""
+    dropped_frames: int = 0
+    """Frames dropped because the uplink was slower than the camera, all sessions."""
+    reconnects: int = 0
+    sessions: int = 0
 
 
 @dataclass(slots=True)
@@ -54,6 +80,7 @@ class CameraStatus:
     """bits per second, all tracks."""
     timestamp_repairs: int = 0
     recorder: RecorderStatus = field(default_factory=RecorderStatus)
+    forward: ForwardStatus = field(default_factory=ForwardStatus)
     _window_start: float = 0.0
     _window_frames: int = 0
     _window_bytes: int = 0
@@ -88,7 +115,7 @@ class CameraStatus:
         size = len(packet.data)
         self.bytes_received += size
         self._window_bytes += size
-        if packet.is_video:
+        if packet.is_video and not packet.continuation:
             self.frames += 1
             self._window_frames += 1
             self.last_frame_monotonic = packet.received

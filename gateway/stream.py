@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo
 
 __all__ = ["Consumer", "Reader", "ReaderStats", "Stream"]
@@ -114,8 +115,7 @@ class Reader:
         with self._cond:
             if self._stopping:
                 return
-            keyframe = packet.is_video and packet.keyframe
-            if self._resync and not keyframe:
+            if self._resync and not packet.starts_gop:
                 if not self._joining:
                     self._count_drop(packet)
                 return
@@ -227,12 +227,13 @@ class Reader:
 class Stream:
     """The fan-out point of one camera. The source thread is its only publisher."""
 
-    def __init__(self, camera_id: str) -> None:
+    def __init__(self, camera_id: str, *, gop_cache_bytes: int = 0) -> None:
         self.camera_id = camera_id
         self._readers: tuple[Reader, ...] = ()
         self._lock = threading.Lock()
         self._session: SessionInfo | None = None
         self._keyed = False
+        self._gop = GopCache(gop_cache_bytes) if gop_cache_bytes else None
 
     @property
     def readers(self) -> tuple[Reader, ...]:
@@ -242,14 +243,20 @@ class Stream:
     def session(self) -> SessionInfo | None:
         return self._session
 
-    def add_reader(self, consumer: Consumer, *, max_seconds: float, max_bytes: int) -> Reader:
-        """Attach a consumer; it joins the current session at its next keyframe."""
+    def add_reader(
+        self, consumer: Consumer, *, max_seconds: float, max_bytes: int, replay_gop: bool = False
+    ) -> Reader:
+        """Attach a consumer; it joins the current session at its next keyframe, or at once
+        from the last keyframe with ``replay_gop`` if this stream keeps a GOP cache."""
         reader = Reader(
             consumer, camera_id=self.camera_id, max_seconds=max_seconds, max_bytes=max_bytes
         )
         with self._lock:
             if self._session is not None:
                 reader.control(_Start(self._session))
+                if replay_gop and self._gop is not None:
+                    for packet in self._gop.packets():
+                        reader.offer(packet)
             self._readers = (*self._readers, reader)
         reader.start()
         return reader
@@ -263,22 +270,32 @@ class Stream:
         with self._lock:
             self._session = info
             self._keyed = False
+            if self._gop is not None:
+                self._gop.clear()
             for reader in self._readers:
                 reader.control(_Start(info))
 
     def publish(self, packet: Packet) -> None:
         if not self._keyed:
-            if not (packet.is_video and packet.keyframe):
+            if not packet.starts_gop:
                 return  # a session starts at its first keyframe, for every reader
             self._keyed = True
-        for reader in self._readers:
-            reader.offer(packet)
+        if self._gop is None:
+            for reader in self._readers:
+                reader.offer(packet)
+            return
+        with self._lock:  # a reader joining now gets the cache and then this packet, once
+            self._gop.add(packet)
+            for reader in self._readers:
+                reader.offer(packet)
 
     def end_session(self, reason: str) -> None:
         with self._lock:
             if self._session is None:
                 return
             self._session = None
+            if self._gop is not None:
+                self._gop.clear()
             for reader in self._readers:
                 reader.control(_End(reason))
 

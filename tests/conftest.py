@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import SYSTEM_PYTHON, CameraServer, GatewayProcess
+from helpers import SYSTEM_PYTHON, CameraServer, CentreReceiver, GatewayProcess
 
 
 def _gstreamer_available() -> bool:
@@ -70,3 +70,18 @@ def gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     yield start
     for process in started:
         process.ensure_stopped()
+
+
+@pytest.fixture
+def centre(tmp_path: Path) -> Iterator[Callable[..., CentreReceiver]]:
+    started: list[CentreReceiver] = []
+
+    def start(paths: list[str], **kwargs: object) -> CentreReceiver:
+        out = tmp_path / f"centre-{len(started)}"
+        receiver = CentreReceiver(paths, out, **kwargs).start()  # type: ignore[arg-type]
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()

@@ -116,10 +116,11 @@ def write_config(path: Path, root: Path, cameras: list[dict[str, Any]], **extra:
     }
     storage_cfg.update(extra.pop("storage", {}))
     data = {
-        "site_id": "test-site",
+        "site_id": extra.pop("site_id", "test-site"),
         "storage": storage_cfg,
         "cameras": cameras,
         "metrics": {"listen": f"127.0.0.1:{extra.pop('metrics_port', free_port())}"},
+        "control": {"socket": str(path.parent / "ctl.sock")},
     }
     data.update(extra)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -197,6 +198,28 @@ class GatewayProcess:
         base = self.storage / camera if camera else self.storage
         return sorted(base.rglob(pattern)) if base.exists() else []
 
+    def forward(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``camera-gateway forward ...`` against this daemon."""
+        return cli("forward", *args, "--config", str(self.config))
+
+    def forward_status(self) -> dict[str, Any]:
+        result = self.forward("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.storage / "audit" / "forward-sessions.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        listen = yaml.safe_load(self.config.read_text())["metrics"]["listen"]
+        with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
     def listing(self, *args: str) -> dict[str, Any]:
         result = cli("recordings", "list", "--config", str(self.config), "--json", *args)
         assert result.returncode == 0, result.stderr
@@ -268,3 +291,243 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+RECEIVER_SCRIPT = ROOT / "tests" / "support" / "rtsp_receiver.py"
+
+
+class CentreReceiver:
+    """The centre's RTSP ingest (GStreamer RTSP server in RECORD mode), writing .ts files."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        out: Path,
+        *,
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+        auth: str | None = None,
+        address: str = "127.0.0.1",
+        netns: str | None = None,
+        codec: str = "h264",
+        arrivals: Path | None = None,
+        digest: bool = False,
+    ) -> None:
+        self.paths, self.out, self.tls, self.auth = paths, out, tls, auth
+        self.digest = digest
+        self.port = port or free_port()
+        self.address, self.netns, self.codec, self.arrivals = address, netns, codec, arrivals
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = out.parent / f"receiver-{self.port}.log"
+
+    def start(self, timeout: float = 15.0) -> CentreReceiver:
+        cmd = [
+            SYSTEM_PYTHON,
+            str(RECEIVER_SCRIPT),
+            "--port",
+            str(self.port),
+            "--out",
+            str(self.out),
+        ]
+        cmd += ["--address", self.address, "--codec", self.codec]
+        for path in self.paths:
+            cmd += ["--path", path]
+        if self.tls:
+            cmd += ["--tls", str(self.tls[0]), str(self.tls[1])]
+        if self.auth:
+            cmd += ["--auth", self.auth]
+        if self.digest:
+            cmd.append("--digest")
+        if self.arrivals:
+            cmd += ["--arrivals", str(self.arrivals)]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY"):
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"receiver did not start: {self.log_path.read_text()[-2000:]}")
+
+    def url(self, scheme: str = "rtsp") -> str:
+        return f"{scheme}://{self.address}:{self.port}/{{site_id}}/{{camera_id}}"
+
+    def files(self) -> list[Path]:
+        return sorted(self.out.glob("*.ts"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def video_frames(path: Path) -> int:
+    """Frames ffprobe decodes from the first video stream of ``path``."""
+    result = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[0] if result.stdout.split() else 0)
+
+
+def make_certificates(directory: Path, name: str = "centre") -> dict[str, Path]:
+    """A test CA and a server certificate for 127.0.0.1 signed by it (openssl)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = directory / f"{name}-ca.key", directory / f"{name}-ca.pem"
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+    ext = directory / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,IP:10.231.0.2,DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name} test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    return {"ca": ca_cert, "cert": cert, "key": key}
+
+
+def spki_pin(cert: Path) -> str:
+    """base64 SHA-256 of the certificate's public key, computed by openssl alone."""
+    pubkey = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], check=True, capture_output=True
+    ).stdout
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "der"],
+        input=pubkey,
+        check=True,
+        capture_output=True,
+    ).stdout
+    digest = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-binary"], input=der, check=True, capture_output=True
+    ).stdout
+    import base64
+
+    return base64.b64encode(digest).decode()
+
+
+@contextmanager
+def slow_link(rate: str) -> Iterator[tuple[str, str]]:
+    """A network namespace reached over a veth pair shaped to ``rate`` (e.g. '300kbit').
+
+    Yields (namespace name, its address). Needs root.
+    """
+    suffix = f"{os.getpid() % 10000}"
+    ns, host_if, ns_if = f"cgw{suffix}", f"cgwh{suffix}", f"cgwn{suffix}"
+    commands = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+        ["ip", "link", "set", ns_if, "netns", ns],
+        ["ip", "addr", "add", "10.231.0.1/30", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "netns", "exec", ns, "ip", "addr", "add", "10.231.0.2/30", "dev", ns_if],
+        ["ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up"],
+        ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"],
+        [
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            host_if,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "16kb",
+            "latency",
+            "200ms",
+        ],
+    ]
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
+        yield ns, "10.231.0.2"
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def metric(text: str, name: str) -> float:
+    """Value of one sample (``name`` includes its labels) in a Prometheus exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")

@@ -183,7 +183,7 @@ def test_unknown_key_at_top_level() -> None:
     data = minimal()
     data["colour"] = "blue"
     assert problems_of(data) == [
-        "colour: unknown key (allowed: site_id, storage, cameras, metrics)"
+        "colour: unknown key (allowed: site_id, storage, cameras, metrics, uplink, control, audit)"
     ]
 
 
@@ -202,7 +202,7 @@ def test_unknown_key_in_camera_names_the_field_path(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.problems == [
         "cameras[1].pasword: unknown key "
-        "(allowed: id, url, username, password, password_file, record, audio)"
+        "(allowed: id, url, username, password, password_file, record, audio, forward, forward_url)"
     ]
     assert info.value.path == path
     assert str(info.value) == info.value.problems[0]

@@ -72,7 +72,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
         assert path.name.endswith(".mp4.part")
         began = time.monotonic()
         while time.monotonic() - began < CLIP_SECONDS:
-            for packet in normalizer.push(source.read()):
+            for packet in filter(None, [normalizer.push(source.read())]):
                 writer.write(packet)
         # The process "dies" here: whatever reached the file so far is all that survives.
         killed = root / "killed.mp4.part"

@@ -1,4 +1,5 @@
-"""Timestamp repair before the fan-out: merged split frames, invented and repaired timestamps."""
+"""Timestamp repair before the fan-out: split pictures marked (and joined where muxed),
+invented and repaired timestamps, and no packet held back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.media.normalize import MAX_JUMP_SECONDS, Normalizer, RawPacket
+from gateway.media.normalize import MAX_JUMP_SECONDS, AccessUnitJoiner, Normalizer, RawPacket
 from gateway.media.packet import Packet, Track
 
 VIDEO_TB = Fraction(1, 90000)
@@ -47,10 +48,14 @@ def audio(dts: int | None, data: bytes = b"a") -> RawPacket:
 
 
 def run(normalizer: Normalizer, packets: list[RawPacket]) -> list[Packet]:
+    """What a muxing consumer (the recorder) sees: normalised, then split pictures joined."""
+    joiner = AccessUnitJoiner()
     out: list[Packet] = []
     for raw in packets:
-        out.extend(normalizer.push(raw))
-    out.extend(normalizer.flush())
+        packet = normalizer.push(raw)
+        if packet is not None:
+            out.extend(joiner.push(packet))
+    out.extend(joiner.flush())
     return out
 
 
@@ -65,32 +70,39 @@ def assert_clean(packets: list[Packet]) -> None:
         assert all(p.pts >= p.dts for p in track_packets)
 
 
-def test_split_frame_with_same_dts_is_merged_and_released_by_next_timestamp() -> None:
+def test_split_picture_is_passed_on_at_once_and_marked_as_a_continuation() -> None:
     n = Normalizer((VIDEO,), camera_id="cam")
 
-    assert n.push(video(0, b"SPS-PPS", key=True)) == []
-    assert n.push(video(0, b"SLICE")) == []  # same timestamp: still the same picture
+    first = n.push(video(0, b"SPS-PPS", key=True))
+    second = n.push(video(0, b"SLICE"))  # same timestamp: the same picture, split by the camera
+    third = n.push(video(FRAME, b"NEXT"))
 
-    released = n.push(video(FRAME, b"NEXT"))
-
-    assert len(released) == 1
-    merged = released[0]
-    assert merged.data == b"SPS-PPS" + b"SLICE"
-    assert merged.keyframe
-    assert merged.is_video
-    assert merged.dts == 0
-    assert [p.data for p in n.flush()] == [b"NEXT"]
+    assert first is not None and second is not None and third is not None
+    assert (first.data, first.continuation, first.starts_gop) == (b"SPS-PPS", False, True)
+    assert (second.data, second.continuation, second.starts_gop) == (b"SLICE", True, False)
+    assert (second.dts, second.pts) == (first.dts, first.pts)
+    assert not third.continuation and third.dts == FRAME
 
 
-def test_keyframe_flag_of_the_second_half_is_kept_when_merging() -> None:
+def test_joiner_rebuilds_whole_pictures_for_muxers() -> None:
     n = Normalizer((VIDEO,), camera_id="cam")
-    n.push(video(0, b"A"))
-    n.push(video(0, b"B", key=True))
 
-    (merged,) = n.push(video(FRAME, b"C"))
+    out = run(n, [video(0, b"A"), video(0, b"B", key=True), video(FRAME, b"C")])
 
-    assert merged.keyframe
-    assert merged.data == b"AB"
+    assert [p.data for p in out] == [b"AB", b"C"]
+    assert out[0].keyframe and not out[0].continuation
+    assert [p.dts for p in out] == [0, FRAME]
+
+
+def test_joiner_drops_a_continuation_whose_start_it_never_saw() -> None:
+    joiner = AccessUnitJoiner()
+    n = Normalizer((VIDEO,), camera_id="cam")
+    start = n.push(video(0, b"A", key=True))
+    rest = n.push(video(0, b"B"))
+    assert start is not None and rest is not None
+
+    assert joiner.push(rest) == []  # joined mid-picture: half a picture is not kept
+    assert joiner.flush() == []
 
 
 def test_first_packet_without_timestamp_gets_one_frame_before_its_successor() -> None:
@@ -151,15 +163,12 @@ def test_small_step_is_elapsed_time_not_a_discontinuity() -> None:
     assert n.discontinuities == 0
 
 
-def test_audio_passes_immediately_video_is_held() -> None:
+def test_nothing_is_held_back() -> None:
     n = Normalizer((VIDEO, AUDIO), camera_id="cam")
 
-    assert n.push(video(0, key=True)) == []
-    out = n.push(audio(0, b"A0"))
-
-    assert [p.data for p in out] == [b"A0"]
-    assert not out[0].is_video
-    assert [p.data for p in n.push(audio(960, b"A1"))] == [b"A1"]
+    for raw in (video(0, key=True), audio(0, b"A0"), video(FRAME), audio(960, b"A1")):
+        packet = n.push(raw)
+        assert packet is not None and packet.data == raw.data
 
 
 def test_audio_and_video_share_one_origin() -> None:
@@ -185,7 +194,7 @@ def test_audio_and_video_share_one_origin() -> None:
 
 
 def test_audio_first_still_aligns_video() -> None:
-    """Audio is released before the held video; the video must not be shifted to zero apart."""
+    """Audio arrives first; the video must not be shifted to zero on its own."""
     n = Normalizer((VIDEO, AUDIO), camera_id="cam")
     t0 = 50.0
     raws = [
@@ -201,23 +210,10 @@ def test_audio_first_still_aligns_video() -> None:
     assert first_video.seconds == pytest.approx(0.5, abs=1e-4)
 
 
-def test_flush_releases_the_held_packet() -> None:
-    n = Normalizer((VIDEO,), camera_id="cam")
-    n.push(video(0, b"A", key=True))
-    n.push(video(FRAME, b"B"))
-
-    flushed = n.flush()
-
-    assert [p.data for p in flushed] == [b"B"]
-    assert flushed[0].dts == FRAME
-    assert n.flush() == []
-
-
 def test_packets_of_unknown_tracks_are_ignored() -> None:
     n = Normalizer((VIDEO,), camera_id="cam")
 
-    assert n.push(audio(0)) == []  # track 1 is not part of this session
-    assert n.flush() == []
+    assert n.push(audio(0)) is None  # track 1 is not part of this session
 
 
 timestamps = st.one_of(st.none(), st.integers(min_value=-(2**33), max_value=2**33))

@@ -39,7 +39,7 @@ def test_clock_step_starts_a_new_segment_named_with_the_corrected_time(
     def record(seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            for packet in normalizer.push(source.read()):
+            for packet in filter(None, [normalizer.push(source.read())]):
                 recorder.on_packet(packet)
 
     record(1.5)

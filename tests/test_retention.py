@@ -232,7 +232,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Storage:
     writer: SegmentWriter | None = None
     try:
         while len(infos) < 2:
-            for packet in normalizer.push(source.read()):
+            for packet in filter(None, [normalizer.push(source.read())]):
                 if packet.keyframe:
                     if writer is not None:
                         infos.append(writer.close())

@@ -217,4 +217,16 @@ def config_warnings(config: Config) -> list[str]:
                 f"cameras[{index}] ({camera.id}): with plain rtsp:// the password crosses the LAN "
                 "in RTSP digest/basic authentication; prefer rtsps://"
             )
+    for index, camera in enumerate(config.cameras):
+        if camera.forward == "continuous":
+            warnings.append(
+                f"cameras[{index}] ({camera.id}): forwards continuously to the centre; "
+                "CCH L126-1-1 allows transmission to the police only in real time and for the time "
+                "of an intervention — make sure an authorisation covers it"
+            )
+    uplink = config.uplink
+    if uplink is not None and uplink.password is not None and not uplink.secure:
+        warnings.append(
+            f"uplink: password sent in clear over {uplink.scheme}://; prefer {uplink.scheme}s://"
+        )
     return warnings

@@ -1,22 +1,30 @@
-"""Configuration models: site, storage, cameras and metrics, validated and immutable.
+"""Configuration models: site, storage, cameras, metrics, uplink, control and audit.
 
-Sizes are stored as int bytes and durations as float seconds. Camera passwords are resolved while
-validating (see :mod:`gateway.config.secrets`) and kept as :class:`pydantic.SecretStr`; the stored
-camera ``url`` never contains credentials. The validation context may carry ``base_dir``, the
-directory that relative ``password_file`` paths are relative to (default: the working directory).
+Sizes are stored as int bytes and durations as float seconds. Camera and uplink passwords are
+resolved while validating (see :mod:`gateway.config.secrets`) and kept as
+:class:`pydantic.SecretStr`; the stored camera URLs never contain credentials. The validation
+context may carry ``base_dir``, the directory of the configuration file: relative ``password_file``
+paths (without ``$CREDENTIALS_DIRECTORY``) and relative ``uplink.tls`` files are relative to it
+(default: the working directory).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import os
 import re
+import stat
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     BaseModel,
     BeforeValidator,
@@ -34,16 +42,25 @@ from gateway.source.simurl import parse_sim_url
 from gateway.units import format_duration, parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_CONTROL_SOCKET",
     "LEGAL_MAX_AGE_REASON",
     "MAX_AGE_LIMIT",
+    "UNIX_SOCKET_PATH_MAX",
+    "UPLINK_PLACEHOLDERS",
+    "UPLINK_SCHEMES",
     "URL_SCHEMES",
+    "AuditConfig",
     "ByteSize",
     "CameraConfig",
     "Config",
     "ConfigModel",
+    "ControlConfig",
     "Duration",
+    "ForwardMode",
     "MetricsConfig",
     "StorageConfig",
+    "UplinkConfig",
+    "UplinkTlsConfig",
     "parse_listen",
 ]
 
@@ -60,6 +77,21 @@ LEGAL_MAX_AGE_REASON = (
 URL_SCHEMES = frozenset({"rtsp", "rtsps", "sim"})
 SEGMENT_MIN, SEGMENT_MAX = 1.0, 3600.0
 DEFAULT_LISTEN = "127.0.0.1:9108"
+
+ForwardMode = Literal["continuous", "on_demand", "off"]
+"""How a camera is forwarded to the centre: always, on request, or never."""
+UPLINK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps"})
+SECURE_UPLINK_SCHEMES = frozenset({"rtsps", "rtmps"})
+UPLINK_PLACEHOLDERS = ("site_id", "camera_id")
+MAX_SESSION_LIMIT = 12 * 3600.0
+QUEUE_MIN, QUEUE_MAX = 0.5, 10.0
+CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX = 1.0, 30.0
+DEFAULT_CONTROL_SOCKET = Path("/run/camera-gateway/control.sock")
+UNIX_SOCKET_PATH_MAX = 107
+"""Longest Unix socket path in bytes (``sun_path`` is 108 bytes with the final NUL)."""
+AUDIT_DIRECTORY = "audit"
+"""Default audit directory name under ``storage.path``; no camera may use it as its id."""
+SHA256_PIN_PREFIX = "sha256//"
 
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _CAMERA_ID = re.compile(r"[a-z0-9_-]{1,32}")
@@ -119,6 +151,60 @@ class _Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Defaulted:
+    """A default path filled in by :class:`Config`; exempt from the "must be absolute" rule."""
+
+    path: Path
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    """The directory relative file names are relative to: the validation context's ``base_dir``."""
+    context = info.context if isinstance(info.context, Mapping) else {}
+    return Path(context.get("base_dir") or Path.cwd())
+
+
+def _resolve_password_fields(out: dict[str, Any], base_dir: Path) -> None:
+    """Resolve ``password`` (literal or ``${ENV}``) or ``password_file`` in ``out``, in place.
+
+    The resolved password goes to ``out["password"]``; a problem is recorded as :class:`_Rejected`
+    on the field it belongs to.
+    """
+    password, password_file = out.get("password"), out.get("password_file")
+    if password is not None and password_file is not None:
+        out["password_file"] = _Rejected("password and password_file are mutually exclusive")
+    elif isinstance(password, str):
+        try:
+            out["password"] = resolve_password(password)
+        except SecretError as exc:
+            out["password"] = _Rejected(str(exc))
+    elif password_file == "":
+        out["password_file"] = _Rejected("must not be empty")
+    elif isinstance(password_file, str | PurePath):
+        try:
+            out["password"] = read_password_file(Path(password_file), base_dir=base_dir)
+        except SecretError as exc:
+            out["password_file"] = _Rejected(str(exc))
+
+
+def _refuse(value: object) -> object:
+    """Raise the reason of a :class:`_Rejected` value; pass any other value through."""
+    if isinstance(value, _Rejected):
+        raise ValueError(value.reason)
+    return value
+
+
+def _with_userinfo(url: str, username: str | None, password: SecretStr | None) -> str:
+    """``url`` with the user name and password embedded, percent-encoded."""
+    if username is None and password is None:
+        return url
+    userinfo = quote(username or "", safe="")
+    if password is not None:
+        userinfo += ":" + quote(password.get_secret_value(), safe="")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
 def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """Return ``url`` without userinfo, and the (decoded) user name and password it held."""
     parts = urlsplit(url)
@@ -152,8 +238,49 @@ def _validate_url(url: str) -> str:
     return url
 
 
+_TWICE = {
+    "url": "credentials given twice: in the URL and in username/password/password_file",
+    "forward_url": (
+        "credentials given twice: in forward_url and in url/username/password/password_file "
+        "(the camera's credentials apply to both URLs)"
+    ),
+}
+
+
+def _move_url_credentials(out: dict[str, Any], key: str) -> None:
+    """Move the credentials embedded in ``out[key]`` to ``username``/``password``, in place.
+
+    Credentials already set (by the keys, or by a URL moved before) make it a :class:`_Rejected`.
+    """
+    url = out.get(key)
+    if not isinstance(url, str):
+        return
+    try:
+        bare, url_user, url_password = _split_credentials(url)
+    except ValueError:
+        return  # reported by the URL validator
+    if url_password is not None:
+        register_secret(url_password)
+    if url_user is None and url_password is None:
+        return
+    has_password = out.get("password") is not None or out.get("password_file") is not None
+    if (url_user is not None and out.get("username") is not None) or (
+        url_password is not None and has_password
+    ):
+        out[key] = _Rejected(_TWICE[key])
+        return
+    out[key] = bare
+    if url_user is not None:
+        out["username"] = url_user
+    if url_password is not None:
+        out["password"] = url_password
+
+
 class CameraConfig(ConfigModel):
-    """One camera: where to pull its stream from and what to keep of it."""
+    """One camera: where to pull its stream from, what to keep of it and how it is forwarded.
+
+    ``username`` and ``password`` apply to ``url`` and ``forward_url`` alike (same device).
+    """
 
     id: str
     url: str
@@ -162,11 +289,13 @@ class CameraConfig(ConfigModel):
     password_file: Path | None = None
     record: bool = True
     audio: bool = True
+    forward: ForwardMode = "on_demand"
+    forward_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
-        """Resolve the password and move URL credentials out of ``url``.
+        """Resolve the password and move URL credentials out of ``url`` and ``forward_url``.
 
         Problems are recorded as :class:`_Rejected` values so that they are reported on the
         field they belong to, together with every other problem of the camera.
@@ -174,55 +303,17 @@ class CameraConfig(ConfigModel):
         if not isinstance(data, Mapping):
             return data
         out: dict[str, Any] = dict(data)
-        context = info.context if isinstance(info.context, Mapping) else {}
-        base_dir = Path(context.get("base_dir") or Path.cwd())
-        password, password_file = out.get("password"), out.get("password_file")
-        if password is not None and password_file is not None:
-            out["password_file"] = _Rejected("password and password_file are mutually exclusive")
-        elif isinstance(password, str):
-            try:
-                out["password"] = resolve_password(password)
-            except SecretError as exc:
-                out["password"] = _Rejected(str(exc))
-        elif password_file == "":
-            out["password_file"] = _Rejected("must not be empty")
-        elif isinstance(password_file, str | PurePath):
-            try:
-                out["password"] = read_password_file(Path(password_file), base_dir=base_dir)
-            except SecretError as exc:
-                out["password_file"] = _Rejected(str(exc))
-
-        url = out.get("url")
-        if not isinstance(url, str):
-            return out
-        try:
-            bare, url_user, url_password = _split_credentials(url)
-        except ValueError:
-            return out  # reported by the url validator
-        if url_password is not None:
-            register_secret(url_password)
-        if url_user is None and url_password is None:
-            return out
-        if (url_user is not None and out.get("username") is not None) or (
-            url_password is not None and (password is not None or password_file is not None)
-        ):
-            out["url"] = _Rejected(
-                "credentials given twice: in the URL and in username/password/password_file"
-            )
-            return out
-        out["url"] = bare
-        if url_user is not None:
-            out["username"] = url_user
-        if url_password is not None:
-            out["password"] = url_password
+        _resolve_password_fields(out, _base_dir(info))
+        _move_url_credentials(out, "url")
+        _move_url_credentials(out, "forward_url")
+        if out.get("forward") is False:
+            out["forward"] = "off"  # YAML 1.1 reads an unquoted `off` as false
         return out
 
-    @field_validator("url", "password", "password_file", mode="before")
+    @field_validator("url", "password", "password_file", "forward", "forward_url", mode="before")
     @classmethod
     def _refuse_rejected(cls, value: object) -> object:
-        if isinstance(value, _Rejected):
-            raise ValueError(value.reason)
-        return value
+        return _refuse(value)
 
     @field_validator("id")
     @classmethod
@@ -231,12 +322,19 @@ class CameraConfig(ConfigModel):
             raise ValueError(
                 f"invalid camera id {value!r}: use 1 to 32 characters among a-z, 0-9, '_' and '-'"
             )
+        if value == AUDIT_DIRECTORY:
+            raise ValueError(f"camera id {value!r} is reserved (the audit log's default directory)")
         return value
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _validate_url(value)
+
+    @field_validator("forward_url")
+    @classmethod
+    def _check_forward_url(cls, value: str | None) -> str | None:
+        return None if value is None else _validate_url(value)
 
     @field_validator("username")
     @classmethod
@@ -247,18 +345,24 @@ class CameraConfig(ConfigModel):
 
     def source_url(self) -> str:
         """The URL with credentials embedded (percent-encoded), for the media library only."""
-        if self.username is None and self.password is None:
-            return self.url
-        userinfo = quote(self.username or "", safe="")
-        if self.password is not None:
-            userinfo += ":" + quote(self.password.get_secret_value(), safe="")
-        parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+        return _with_userinfo(self.url, self.username, self.password)
 
     @property
     def display_url(self) -> str:
         """The URL safe to show: the user name if any, the password masked."""
         return redact_url(self.source_url())
+
+    def forward_source_url(self) -> str | None:
+        """``forward_url`` with credentials embedded, for the media library only; None if unset."""
+        if self.forward_url is None:
+            return None
+        return _with_userinfo(self.forward_url, self.username, self.password)
+
+    @property
+    def display_forward_url(self) -> str | None:
+        """``forward_url`` safe to show (password masked); None if unset."""
+        url = self.forward_source_url()
+        return None if url is None else redact_url(url)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -309,6 +413,305 @@ class MetricsConfig(ConfigModel):
         return parse_listen(self.listen)[1]
 
 
+def _not_empty(value: object) -> object:
+    if value == "":
+        raise ValueError("must not be empty")
+    return value
+
+
+def _in_range(value: float, low: float, high: float, bounds: str) -> float:
+    if not low <= value <= high:
+        raise ValueError(f"must be between {bounds}, got {format_duration(value)}")
+    return value
+
+
+def _readable_file(path: Path, base_dir: Path) -> Path:
+    """``path`` made absolute against ``base_dir``; raise ValueError unless it can be read."""
+    full_path = path if path.is_absolute() else base_dir / path
+    try:
+        if not stat.S_ISREG(full_path.stat().st_mode):
+            raise ValueError(f"cannot read {full_path}: not a regular file")
+        with full_path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {full_path}: {exc.strerror or type(exc).__name__}") from None
+    return full_path
+
+
+def _normalize_pin(value: str) -> str:
+    """A public-key pin as bare standard base64 of the 32-byte SHA-256 digest."""
+    try:
+        digest = base64.b64decode(value.removeprefix(SHA256_PIN_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"not valid base64: expected {SHA256_PIN_PREFIX}<base64 of a SHA-256 digest>"
+        ) from None
+    if len(digest) != 32:
+        raise ValueError(f"decodes to {len(digest)} bytes, a SHA-256 pin is 32 bytes")
+    return base64.b64encode(digest).decode("ascii")
+
+
+PinSha256 = Annotated[str, AfterValidator(_normalize_pin)]
+"""A SHA-256 public-key pin, given as ``sha256//<base64>`` or ``<base64>``, stored bare."""
+
+
+class UplinkTlsConfig(ConfigModel):
+    """TLS settings of an ``rtsps://`` or ``rtmps://`` uplink.
+
+    Relative file names are relative to the configuration file's directory; the stored paths are
+    absolute (joined to ``base_dir``), and each file was readable when the configuration was loaded.
+    """
+
+    ca_file: Path | None = None
+    pin_sha256: tuple[PinSha256, ...] = ()
+    cert_file: Path | None = None
+    key_file: Path | None = Field(default=None, validate_default=True)
+
+    @field_validator("ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _file_not_empty(cls, value: object) -> object:
+        return _not_empty(value)
+
+    @field_validator("ca_file", "cert_file")
+    @classmethod
+    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _readable_file(value, _base_dir(info))
+
+    @field_validator("key_file")
+    @classmethod
+    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" in info.data:  # else cert_file is invalid and reported on its own
+            if info.data["cert_file"] is not None and value is None:
+                raise ValueError("required when cert_file is given (both or neither)")
+            if info.data["cert_file"] is None and value is not None:
+                raise ValueError("given without cert_file (both or neither)")
+        return None if value is None else _readable_file(value, _base_dir(info))
+
+
+def _check_placeholders(template: str) -> None:
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError:
+        raise ValueError("unbalanced '{' or '}' (write {{ or }} for a literal brace)") from None
+    unknown: list[str] = []
+    for name, spec, conversion in fields:
+        if name not in UPLINK_PLACEHOLDERS or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "")
+            shown += (f":{spec}" if spec else "") + "}"
+            if shown not in unknown:
+                unknown.append(shown)
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {', '.join(unknown)}: only {{site_id}} and {{camera_id}} are "
+            "allowed"
+        )
+
+
+def _fill_template(template: str, site_id: str, camera_id: str) -> str:
+    return template.format(site_id=quote(site_id, safe=""), camera_id=quote(camera_id, safe=""))
+
+
+def _validate_uplink_url(template: str) -> str:
+    """Check an uplink URL template; error messages never quote it (it may hold a password)."""
+    _check_placeholders(template)
+    url = _fill_template(template, "site", "camera")
+    try:
+        parts = urlsplit(url)
+        template_scheme = urlsplit(template).scheme
+    except ValueError:
+        raise ValueError("not a valid URL (malformed host)") from None
+    if template_scheme not in UPLINK_SCHEMES or parts.scheme != template_scheme:
+        shown = f"'{template_scheme}'" if template_scheme else "missing"
+        raise ValueError(f"scheme {shown} not allowed (use rtsp://, rtsps://, rtmp:// or rtmps://)")
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            register_secret(unquote(userinfo.partition(":")[2]))
+        raise ValueError(
+            "credentials in the URL are refused: put credentials in uplink.username and "
+            "uplink.password"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid URL (invalid port)") from None
+    if not parts.hostname:
+        raise ValueError(f"missing host, e.g. {template_scheme}://csu.example.org/{{camera_id}}")
+    if port == 0:
+        raise ValueError("not a valid URL (port must be 1..65535)")
+    return template
+
+
+class UplinkConfig(ConfigModel):
+    """Where camera streams are forwarded to: the centre's ingest server.
+
+    ``url`` is a template: ``{site_id}`` and ``{camera_id}`` are replaced for each camera. It never
+    holds credentials; ``username`` and ``password`` (resolved like a camera's) are embedded only by
+    :meth:`push_url`.
+    """
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: UplinkTlsConfig | None = None
+    max_session: Duration = 1800.0
+    queue: Duration = 2.0
+    connect_timeout: Duration = 5.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = dict(data)
+        _resolve_password_fields(out, _base_dir(info))
+        return out
+
+    @field_validator("password", "password_file", mode="before")
+    @classmethod
+    def _refuse_rejected(cls, value: object) -> object:
+        return _refuse(value)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _validate_uplink_url(value)
+
+    @field_validator("username")
+    @classmethod
+    def _username_not_empty(cls, value: str | None) -> str | None:
+        return None if value is None else str(_not_empty(value))
+
+    @field_validator("tls")
+    @classmethod
+    def _tls_needs_secure_scheme(
+        cls, value: UplinkTlsConfig | None, info: ValidationInfo
+    ) -> UplinkTlsConfig | None:
+        url = info.data.get("url")  # absent when the URL itself is invalid
+        if value is not None and url is not None:
+            scheme = urlsplit(url).scheme
+            if scheme not in SECURE_UPLINK_SCHEMES:
+                raise ValueError(f"applies to rtsps:// and rtmps:// only, not {scheme}://")
+        return value
+
+    @field_validator("max_session")
+    @classmethod
+    def _check_max_session(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        if value > MAX_SESSION_LIMIT:
+            raise ValueError(f"must be at most 12h, got {format_duration(value)}")
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue(cls, value: float) -> float:
+        return _in_range(value, QUEUE_MIN, QUEUE_MAX, "0.5s and 10s")
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _check_connect_timeout(cls, value: float) -> float:
+        return _in_range(value, CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX, "1s and 30s")
+
+    @property
+    def scheme(self) -> str:
+        """``rtsp``, ``rtsps``, ``rtmp`` or ``rtmps``."""
+        return urlsplit(self.url).scheme
+
+    @property
+    def secure(self) -> bool:
+        """True when the uplink is encrypted (``rtsps://`` or ``rtmps://``)."""
+        return self.scheme in SECURE_UPLINK_SCHEMES
+
+    def target_url(self, site_id: str, camera_id: str) -> str:
+        """Where this camera goes: the template filled in, without credentials."""
+        return _fill_template(self.url, site_id, camera_id)
+
+    def push_url(self, site_id: str, camera_id: str) -> str:
+        """:meth:`target_url` with the credentials embedded, for the media library only."""
+        return _with_userinfo(self.target_url(site_id, camera_id), self.username, self.password)
+
+    def display_target(self, site_id: str, camera_id: str) -> str:
+        """:meth:`push_url` safe to show: the user name if any, the password masked."""
+        return redact_url(self.push_url(site_id, camera_id))
+
+
+class ControlConfig(ConfigModel):
+    """The local Unix socket the command-line tool talks to the daemon through."""
+
+    socket: Path = DEFAULT_CONTROL_SOCKET
+
+    @field_validator("socket", mode="before")
+    @classmethod
+    def _socket_not_empty(cls, value: object) -> object:
+        return _not_empty(value)
+
+    @field_validator("socket")
+    @classmethod
+    def _check_socket(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        length = len(os.fsencode(value))
+        if length > UNIX_SOCKET_PATH_MAX:
+            raise ValueError(
+                f"is {length} bytes long, a Unix socket path is at most "
+                f"{UNIX_SOCKET_PATH_MAX} bytes"
+            )
+        return value
+
+
+class AuditConfig(ConfigModel):
+    """Where the audit log is kept; by default ``<storage.path>/audit``."""
+
+    path: Path
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: object) -> object:
+        if isinstance(value, _Defaulted):
+            return value.path  # joined to storage.path, which may be relative
+        _not_empty(value)
+        if isinstance(value, str | PurePath) and not PurePath(value).is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit")
+
+
+def _default_audit_path(data: dict[str, Any]) -> None:
+    """Fill ``audit.path`` in (raw) ``data`` from ``storage.path`` when it is not given."""
+    audit = data.get("audit", {})
+    if not isinstance(audit, Mapping) or "path" in audit:
+        return
+    storage = data.get("storage")
+    storage_path = storage.get("path") if isinstance(storage, Mapping) else None
+    if isinstance(storage_path, str | PurePath) and storage_path != "":
+        default = Path(storage_path) / AUDIT_DIRECTORY
+    else:
+        default = Path(AUDIT_DIRECTORY)  # storage.path is invalid and reported: any value does
+    data["audit"] = {**audit, "path": _Defaulted(default)}
+
+
+def _continuous_needs_uplink(data: dict[str, Any]) -> None:
+    """Without an uplink section, reject ``forward: continuous`` on each camera of raw ``data``."""
+    cameras = data.get("cameras")
+    if data.get("uplink") is not None or not isinstance(cameras, list | tuple):
+        return
+    rejected = _Rejected("continuous forwarding needs an uplink section")
+    data["cameras"] = [
+        {**camera, "forward": rejected}
+        if isinstance(camera, Mapping) and camera.get("forward") == "continuous"
+        else camera
+        for camera in cameras
+    ]
+
+
 class Config(ConfigModel):
     """The whole gateway configuration."""
 
@@ -316,18 +719,28 @@ class Config(ConfigModel):
     storage: StorageConfig
     cameras: tuple[CameraConfig, ...] = ()
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    uplink: UplinkConfig | None = None
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    audit: AuditConfig
+    """Always present: filled in from ``storage.path`` when not given."""
 
     @model_validator(mode="before")
     @classmethod
-    def _empty_sections(cls, data: Any) -> Any:
-        """``cameras:`` or ``metrics:`` left empty (all entries commented out) means the default."""
-        if isinstance(data, Mapping):
-            return {
-                key: value
-                for key, value in data.items()
-                if not (key in ("cameras", "metrics") and value is None)
-            }
-        return data
+    def _prepare(cls, data: Any) -> Any:
+        """Defaults and cross-section checks that must be done on the raw mapping.
+
+        A section left empty (all entries commented out) means its default.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        out = {
+            key: value
+            for key, value in data.items()
+            if not (key in _DEFAULTED_SECTIONS and value is None)
+        }
+        _default_audit_path(out)
+        _continuous_needs_uplink(out)
+        return out
 
     @field_validator("site_id")
     @classmethod

@@ -1,21 +1,23 @@
-"""Turning what a source demuxes into clean packets: whole access units, sane timestamps.
+"""Turning what a source demuxes into clean packets: sane timestamps, marked continuations.
 
-Cameras and the RTSP demuxer produce things a muxer refuses: a frame split into two packets with
-the same timestamp (parameter sets sent apart from the slice), a first packet with no timestamp,
-timestamps that repeat, step back, or jump when the camera's clock is reset. Each track is repaired
-here, once, before the fan-out, so that every consumer sees strictly increasing decode times that
-start near zero at the start of the session.
+Cameras and the RTSP demuxer produce things a muxer refuses: a picture split into two packets
+with the same timestamp (parameter sets sent apart from a slice), a first packet with no
+timestamp, timestamps that repeat, step back, or jump when the camera's clock is reset. Each
+track is repaired here, once, before the fan-out, so that every consumer sees strictly increasing
+decode times starting near zero at the start of the session (a split picture's second part is
+marked ``continuation`` and shares the first part's timestamps).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
 
 from gateway.media.packet import Packet, Track
 
-__all__ = ["Normalizer", "RawPacket"]
+__all__ = ["AccessUnitJoiner", "Normalizer", "RawPacket"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,12 @@ class RawPacket:
 @dataclass(slots=True)
 class _TrackState:
     track: Track
-    pending: RawPacket | None = None
+    last_raw: int | None = None
+    """Input dts of the previous packet as demuxed (None if it had none)."""
     last_in: int | None = None
+    """Last real input dts this track's timeline is anchored to."""
     last_out: int | None = None
+    last_pts: int = 0
     offset: int = 0
     frame_duration: int = 0
     repaired: int = 0
@@ -51,9 +56,9 @@ class _TrackState:
 class Normalizer:
     """Per-session repair of one camera's packets. Not thread-safe: one source thread owns it.
 
-    Video packets are held until the next packet of the same track shows whether they were
-    complete (same timestamp: merged, it was one picture split in two; new timestamp: released).
-    Audio packets pass at once.
+    Nothing is held back: a packet is repaired and returned as soon as it is demuxed. A video
+    packet with the same timestamp as the previous one (a picture the camera split in two) is
+    returned as a ``continuation`` of it.
     """
 
     def __init__(self, tracks: tuple[Track, ...], *, camera_id: str) -> None:
@@ -70,54 +75,40 @@ class Normalizer:
     def discontinuities(self) -> int:
         return sum(s.discontinuities for s in self._tracks.values())
 
-    def push(self, raw: RawPacket) -> list[Packet]:
-        """Take one demuxed packet; return the packets now complete (zero, one or two)."""
+    def push(self, raw: RawPacket) -> Packet | None:
+        """Repair one demuxed packet (None for a track that is not followed)."""
         state = self._tracks.get(raw.track)
         if state is None:
-            return []
-        if state.track.kind != "video":
-            return [self._emit(state, raw)]
-        pending = state.pending
-        if pending is None:
-            state.pending = raw
-            return []
-        if pending.dts is not None and raw.dts == pending.dts:
-            state.pending = _merge(pending, raw)
-            return []
-        if pending.dts is None and raw.dts is not None:
-            # A packet without timestamp (typically the first): one frame before its successor.
-            step = state.frame_duration or raw.duration or _default_duration(state.track)
-            if state.last_in is None or raw.dts - step > state.last_in:
-                pending.dts = pending.pts = raw.dts - step
-                state.repaired += 1
-        state.pending = raw
-        return [self._emit(state, pending)]
-
-    def flush(self) -> list[Packet]:
-        """Release held packets (end of session)."""
-        out = []
-        for state in self._tracks.values():
-            if state.pending is not None:
-                out.append(self._emit(state, state.pending))
-                state.pending = None
-        return out
-
-    def _emit(self, state: _TrackState, raw: RawPacket) -> Packet:
+            return None
         track = state.track
-        tb = track.time_base
-        dts_in = raw.dts if raw.dts is not None else raw.pts
-        pts_in = raw.pts if raw.pts is not None else dts_in
+        if (
+            track.kind == "video"
+            and raw.dts is not None
+            and raw.dts == state.last_raw
+            and state.last_out is not None
+        ):
+            return self._packet(state, raw, state.last_out, state.last_pts, continuation=True)
         guess = state.frame_duration or raw.duration or _default_duration(track)
+        dts_in = raw.dts if raw.dts is not None else raw.pts
         if dts_in is None:
-            # No timestamp at all: one frame after the previous one.
+            # No timestamp at all: one frame after the previous packet; the next timestamped
+            # packet re-anchors the timeline after it.
             state.repaired += 1
-            dts_in = (state.last_in + guess) if state.last_in is not None else 0
-            pts_in = dts_in
-        assert pts_in is not None
-        if self._origin is None:
-            self._origin = float(dts_in * tb)
+            dts = state.last_out + guess if state.last_out is not None else 0
+            state.last_in = None
+            state.last_raw = None
+            return self._emit(state, raw, dts, dts)
+        pts_in = raw.pts if raw.pts is not None else dts_in
+        tb = track.time_base
         if state.last_in is None:
-            state.offset = -round(self._origin / tb)
+            if state.last_out is None:
+                if self._origin is None:
+                    self._origin = float(dts_in * tb)
+                state.offset = -round(self._origin / tb)
+            else:
+                state.offset = state.last_out + guess - dts_in
+                if self._origin is None:
+                    self._origin = float(-state.offset * tb)
         else:
             step = dts_in - state.last_in
             if abs(step * tb) > MAX_JUMP_SECONDS:
@@ -136,32 +127,64 @@ class Normalizer:
         if state.last_out is not None and dts <= state.last_out:
             state.repaired += 1
             dts = state.last_out + 1
-        pts = max(pts_in + state.offset, dts)
         state.last_in = dts_in
+        state.last_raw = raw.dts
+        return self._emit(state, raw, dts, max(pts_in + state.offset, dts))
+
+    def _emit(self, state: _TrackState, raw: RawPacket, dts: int, pts: int) -> Packet:
         state.last_out = dts
+        state.last_pts = pts
+        return self._packet(state, raw, dts, pts, continuation=False)
+
+    def _packet(
+        self, state: _TrackState, raw: RawPacket, dts: int, pts: int, *, continuation: bool
+    ) -> Packet:
+        track = state.track
+        guess = state.frame_duration or raw.duration or _default_duration(track)
         return Packet(
             track=track.index,
             data=raw.data,
             pts=pts,
             dts=dts,
             duration=raw.duration or guess,
-            time_base=tb,
+            time_base=track.time_base,
             keyframe=raw.keyframe,
             is_video=track.kind == "video",
             received=raw.received,
+            continuation=continuation,
         )
 
 
-def _merge(first: RawPacket, second: RawPacket) -> RawPacket:
-    return RawPacket(
-        track=first.track,
-        data=first.data + second.data,
-        pts=first.pts if first.pts is not None else second.pts,
-        dts=first.dts if first.dts is not None else second.dts,
-        duration=first.duration or second.duration,
-        keyframe=first.keyframe or second.keyframe,
-        received=second.received,
-    )
+class AccessUnitJoiner:
+    """Joins continuation packets back to the packet they continue, for muxers that need
+    whole access units (the recorder's MP4). Holds each video packet until the next one."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Packet] = {}
+
+    def push(self, packet: Packet) -> list[Packet]:
+        """The packets now whole (zero, one or two)."""
+        if packet.continuation:
+            held = self._pending.get(packet.track)
+            if held is not None:
+                self._pending[packet.track] = dataclasses.replace(
+                    held, data=held.data + packet.data, keyframe=held.keyframe or packet.keyframe
+                )
+            return []  # a continuation without its start (joined mid-picture) is useless
+        out = []
+        held = self._pending.pop(packet.track, None)
+        if held is not None:
+            out.append(held)
+        if packet.is_video:
+            self._pending[packet.track] = packet
+        else:
+            out.append(packet)
+        return out
+
+    def flush(self) -> list[Packet]:
+        out = list(self._pending.values())
+        self._pending.clear()
+        return out
 
 
 def _default_duration(track: Track) -> int:

@@ -35,6 +35,18 @@ class Packet:
     is_video: bool
     received: float
     """``time.monotonic()`` when the source received it."""
+    continuation: bool = False
+    """More of the previous packet's picture (same timestamps), split apart by the camera.
+
+    Sent on at once rather than held back to be joined (that would delay every frame by one
+    frame interval); consumers that need whole access units join it with
+    :class:`~gateway.media.normalize.AccessUnitJoiner`.
+    """
+
+    @property
+    def starts_gop(self) -> bool:
+        """A video keyframe that begins a picture: where a consumer may start or resume."""
+        return self.is_video and self.keyframe and not self.continuation
 
     @property
     def seconds(self) -> float:
@@ -53,6 +65,9 @@ class Track:
     width: int = 0
     height: int = 0
     sample_rate: int = 0
+    channels: int = 0
+    extradata: bytes | None = field(default=None, repr=False)
+    """Codec setup: Annex B parameter sets (H.264/H.265 from cameras), AudioSpecificConfig (AAC)."""
     template: Stream | None = field(default=None, repr=False, compare=False)
     _holder: OutputContainer | None = field(default=None, repr=False, compare=False)
 
@@ -62,10 +77,6 @@ class Track:
             raise ValueError(f"track {self.index} ({self.codec}) has no codec parameters")
         stream = output.add_stream_from_template(self.template)
         stream.time_base = self.time_base
-        if self.codec == "hevc" and stream.codec_context is not None:
-            # 'hvc1' (parameter sets in the sample description) plays in browsers and Apple
-            # players; FFmpeg's default 'hev1' does not everywhere.
-            stream.codec_context.codec_tag = "hvc1"
         return stream
 
     def describe(self) -> str:
@@ -93,6 +104,8 @@ def track_from_stream(index: int, stream: Stream) -> Track:
         width=int(getattr(ctx, "width", 0) or 0),
         height=int(getattr(ctx, "height", 0) or 0),
         sample_rate=int(getattr(ctx, "sample_rate", 0) or 0),
+        channels=int(getattr(ctx, "channels", 0) or 0),
+        extradata=bytes(ctx.extradata) if ctx is not None and ctx.extradata else None,
         template=template,
         _holder=holder,
     )

@@ -16,6 +16,7 @@ import av
 
 from gateway.backoff import Backoff
 from gateway.clock import ClockWatch, wall_at
+from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.recorder.segment import SegmentWriter
 from gateway.state import RecorderStatus
@@ -50,17 +51,22 @@ class Recorder:
         self._retry_at = 0.0
         self._backoff = Backoff(initial=1.0, maximum=10.0)
         self._warned_codecs: set[str] = set()
+        self._joiner = AccessUnitJoiner()
         self._expected_size = 0
         """Bytes a full segment took last time: room retention makes before the next one."""
 
     # -- Consumer ------------------------------------------------------------------------------
 
     def on_session_start(self, info: SessionInfo) -> None:
-        self._close("new camera session")
+        self._finish("new camera session")
         self._tracks = info.tracks
 
     def on_packet(self, packet: Packet) -> None:
-        keyframe = packet.is_video and packet.keyframe
+        for whole in self._joiner.push(packet):
+            self._record(whole)
+
+    def _record(self, packet: Packet) -> None:
+        keyframe = packet.starts_gop
         if self._writer is None:
             if keyframe and self._tracks and time.monotonic() >= self._retry_at:
                 self._open(packet)
@@ -80,7 +86,7 @@ class Recorder:
         self._confirm(writer)
 
     def on_session_end(self, reason: str) -> None:
-        self._close(reason)
+        self._finish(reason)
 
     def on_tick(self) -> None:
         writer = self._writer
@@ -95,7 +101,13 @@ class Recorder:
         self._storage.writing(self.camera_id, writer.bytes)
 
     def on_close(self) -> None:
-        self._close("stopping")
+        self._finish("stopping")
+
+    def _finish(self, reason: str) -> None:
+        """Record what is still held, then close the segment."""
+        for whole in self._joiner.flush():
+            self._record(whole)
+        self._close(reason)
 
     # -- segments ------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import av
 from av.container import OutputContainer
-from av.stream import Stream
 
 from gateway.media.packet import Packet, Track
+from gateway.media.remux import Remuxer
 from gateway.storage.naming import final_path
 
 __all__ = ["FRAGMENT_SECONDS", "SYNC_SECONDS", "SegmentInfo", "SegmentWriter", "fsync_dir"]
@@ -73,12 +73,6 @@ class SegmentWriter:
         self.path = path
         self.camera_id = camera_id
         self.start = start
-        self.frames = 0
-        self.skipped: list[Track] = []
-        self._tracks: dict[int, tuple[Stream, Track]] = {}
-        self._base: dict[int, int] = {}
-        self._base_seconds: float | None = None
-        self._end_seconds = 0.0
         self._last_sync = time.monotonic()
         self._synced_bytes = 0
         self.durable_seconds = 0.0
@@ -91,11 +85,9 @@ class SegmentWriter:
             self._container: OutputContainer = av.open(
                 self._file, "w", format="mp4", options=_MUXER_OPTIONS
             )
-            for track in tracks:
-                if track.kind == "audio" and not _mp4_takes(self._container, track):
-                    self.skipped.append(track)
-                    continue
-                self._tracks[track.index] = (track.add_to(self._container), track)
+            # 'hvc1' (parameter sets in the sample description) plays in browsers and Apple
+            # players; FFmpeg's default 'hev1' does not everywhere.
+            self._remux = Remuxer(self._container, tracks, hevc_tag="hvc1")
         except BaseException:
             self._file.close()
             path.unlink(missing_ok=True)
@@ -108,34 +100,19 @@ class SegmentWriter:
     @property
     def duration(self) -> float:
         """Seconds of media written so far."""
-        if self._base_seconds is None:
-            return 0.0
-        return self._end_seconds - self._base_seconds
+        return self._remux.duration
+
+    @property
+    def frames(self) -> int:
+        return self._remux.frames
+
+    @property
+    def skipped(self) -> list[Track]:
+        """Tracks MP4 cannot take (G.711 audio, say), left out of the file."""
+        return self._remux.skipped
 
     def write(self, packet: Packet) -> None:
-        entry = self._tracks.get(packet.track)
-        if entry is None:
-            return
-        stream, track = entry
-        if self._base_seconds is None:
-            self._base_seconds = packet.seconds
-        base = self._base.get(packet.track)
-        if base is None:
-            base = self._base[packet.track] = round(self._base_seconds / packet.time_base)
-        out = av.Packet(packet.data)
-        out.stream = stream
-        out.time_base = packet.time_base
-        out.dts = packet.dts - base
-        out.pts = packet.pts - base
-        out.duration = packet.duration
-        out.is_keyframe = packet.keyframe
-        self._container.mux(out)
-        end = float((packet.pts + packet.duration) * packet.time_base)
-        if track.kind == "video":
-            self.frames += 1
-            self._end_seconds = max(self._end_seconds, end)
-        elif self._video is None:
-            self._end_seconds = max(self._end_seconds, end)
+        self._remux.write(packet)
         self.sync(force=False)
 
     def sync(self, *, force: bool) -> None:
@@ -185,9 +162,5 @@ class SegmentWriter:
             codec=video.codec if video else "none",
             width=video.width if video else 0,
             height=video.height if video else 0,
-            has_audio=any(t.kind == "audio" for _, t in self._tracks.values()),
+            has_audio=any(t.kind == "audio" for t in self._remux.tracks),
         )
-
-
-def _mp4_takes(container: OutputContainer, track: Track) -> bool:
-    return track.codec in container.supported_codecs

@@ -2,7 +2,7 @@
 
 Usage: /usr/bin/python3 rtsp_camera.py --port PORT [--tls CERT KEY] [--auth USER:PASS]
        --mount /path[:codec=h264][:width=640][:height=360][:fps=25][:gop=25][:audio=aac|pcma|pcmu]
-       [:clip=FILE]
+       [:bitrate=800][:pattern=ball|snow|...][:clip=FILE][:shared=1]
 
 Prints ``READY <port>`` on stdout once it listens. Each mount is shared between clients, as on a
 real camera: a client joining late starts mid-GOP and has to wait for the next keyframe.
@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
+from typing import TextIO
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
+from digest import slice_digest  # noqa: E402
 from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
 
 
@@ -27,7 +30,8 @@ def video_branch(opts: dict[str, str]) -> str:
     fps, gop = opts.get("fps", "25"), opts.get("gop", "25")
     bitrate = opts.get("bitrate", "800")  # kbit/s
     caps = f"video/x-raw,width={width},height={height},framerate={fps}/1"
-    src = f"videotestsrc is-live=true pattern=ball ! {caps} ! timeoverlay ! videoconvert"
+    pattern = opts.get("pattern", "ball")  # "snow" does not compress: the bitrate is reached
+    src = f"videotestsrc is-live=true pattern={pattern} ! {caps} ! timeoverlay ! videoconvert"
     if codec == "h264":
         enc = (
             "x264enc tune=zerolatency speed-preset=ultrafast threads=1"
@@ -47,6 +51,7 @@ def video_branch(opts: dict[str, str]) -> str:
 def clip_branch(path: str) -> str:
     return (
         f"filesrc location={path} ! qtdemux ! h264parse"
+        " ! video/x-h264,stream-format=byte-stream,alignment=au"
         " ! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
 
@@ -65,6 +70,28 @@ def audio_branch(kind: str) -> str:
     raise SystemExit(f"unknown audio {kind!r}")
 
 
+def log_departures(
+    _factory: GstRtspServer.RTSPMediaFactory,
+    media: GstRtspServer.RTSPMedia,
+    out: TextIO,
+    path: str,
+) -> None:
+    """Log each access unit as it enters the payloader (for latency measurements)."""
+
+    def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buffer = info.get_buffer()
+        ok, mapped = buffer.map(Gst.MapFlags.READ)
+        if ok:
+            data = bytes(mapped.data)
+            buffer.unmap(mapped)
+            out.write(f"{time.monotonic_ns()} {path} {slice_digest(data)}\n")
+            out.flush()
+        return Gst.PadProbeReturn.OK
+
+    pad = media.get_element().get_by_name("pay0").get_static_pad("sink")
+    pad.add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
 def parse_mount(spec: str) -> tuple[str, dict[str, str]]:
     path, *rest = spec.split(":")
     opts = dict(item.split("=", 1) for item in rest)
@@ -77,6 +104,9 @@ def main() -> None:
     parser.add_argument("--mount", action="append", required=True)
     parser.add_argument("--auth", help="USER:PASS required from clients")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve RTSPS")
+    parser.add_argument(
+        "--departures", help="log '<CLOCK_MONOTONIC ns> <mount> <slice sha1>' per access unit sent"
+    )
     args = parser.parse_args()
 
     Gst.init(None)
@@ -110,6 +140,9 @@ def main() -> None:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( {launch} )")
         factory.set_shared(opts.get("shared", "1") == "1")
+        if args.departures:
+            departures = open(args.departures, "a")  # noqa: SIM115 - open for the server's life
+            factory.connect("media-configure", log_departures, departures, path)
         if auth is not None:
             role = "user" if args.auth else "anonymous"
             permissions = GstRtspServer.RTSPPermissions()

@@ -1,0 +1,1 @@
+"""Forwarding live video to the supervision centre: sessions, publishers, the uplink."""

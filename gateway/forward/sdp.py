@@ -1,0 +1,85 @@
+"""SDP for an RTSP ANNOUNCE: one media section per track, with the decoder setup in fmtp."""
+
+from __future__ import annotations
+
+import base64
+
+from gateway.forward.rtp import clock_rate, nal_units
+from gateway.media.packet import Track
+
+__all__ = ["RTSP_CODECS", "describe"]
+
+RTSP_CODECS = frozenset({"h264", "hevc", "aac", "pcm_alaw", "pcm_mulaw", "opus"})
+_ENCODING = {
+    "h264": "H264",
+    "hevc": "H265",
+    "aac": "MPEG4-GENERIC",
+    "pcm_alaw": "PCMA",
+    "pcm_mulaw": "PCMU",
+    "opus": "opus",
+}
+
+
+def describe(tracks: list[tuple[Track, int]], *, host: str) -> str:
+    """SDP text for ``(track, payload type)`` pairs; controls are ``streamid=<n>``."""
+    lines = [
+        "v=0",
+        "o=- 0 0 IN IP4 127.0.0.1",
+        "s=camera-gateway",
+        f"c=IN IP4 {host if host.replace('.', '').isdigit() else '0.0.0.0'}",
+        "t=0 0",
+        "a=tool:camera-gateway",
+    ]
+    for index, (track, pt) in enumerate(tracks):
+        media = "video" if track.kind == "video" else "audio"
+        lines.append(f"m={media} 0 RTP/AVP {pt}")
+        lines.append(f"a=rtpmap:{pt} {_rtpmap(track)}")
+        fmtp = _fmtp(track)
+        if fmtp:
+            lines.append(f"a=fmtp:{pt} {fmtp}")
+        lines.append(f"a=control:streamid={index}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _rtpmap(track: Track) -> str:
+    rate = clock_rate(track.codec, track.sample_rate)
+    name = _ENCODING[track.codec]
+    if track.kind == "video":
+        return f"{name}/{rate}"
+    channels = 2 if track.codec == "opus" else max(1, track.channels)
+    return f"{name}/{rate}/{channels}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _fmtp(track: Track) -> str:
+    extradata = track.extradata or b""
+    if track.codec == "h264":
+        nals = list(nal_units(extradata))
+        sps = [n for n in nals if n[0] & 0x1F == 7]
+        pps = [n for n in nals if n[0] & 0x1F == 8]
+        parts = ["packetization-mode=1"]
+        if sps and pps:
+            parts.append(f"sprop-parameter-sets={_b64(sps[0])},{_b64(pps[0])}")
+            parts.append(f"profile-level-id={sps[0][1:4].hex().upper()}")
+        return "; ".join(parts)
+    if track.codec == "hevc":
+        found: dict[int, bytes] = {}
+        for nal in nal_units(extradata):
+            found.setdefault((nal[0] >> 1) & 0x3F, nal)
+        names = {32: "sprop-vps", 33: "sprop-sps", 34: "sprop-pps"}
+        return "; ".join(f"{name}={_b64(found[k])}" for k, name in names.items() if k in found)
+    if track.codec == "aac":
+        parts = [
+            "profile-level-id=1",
+            "mode=AAC-hbr",
+            "sizelength=13",
+            "indexlength=3",
+            "indexdeltalength=3",
+        ]
+        if extradata:
+            parts.append(f"config={extradata.hex()}")
+        return ";".join(parts)
+    return ""

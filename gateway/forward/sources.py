@@ -1,0 +1,48 @@
+"""Where a forward takes its packets: the camera's own stream, or a substream (``forward_url``)
+pulled only while a forward session needs it."""
+
+from __future__ import annotations
+
+import threading
+
+from gateway.camera import CameraWorker
+from gateway.config import CameraConfig
+from gateway.forward.manager import ForwardSource
+from gateway.forward.pusher import GOP_CACHE_BYTES
+from gateway.state import CameraStatus
+from gateway.stream import Stream
+
+__all__ = ["main_stream_source", "substream_source"]
+
+
+def main_stream_source(stream: Stream) -> ForwardSource:
+    return ForwardSource(acquire=lambda: stream, release=lambda: None)
+
+
+def substream_source(camera: CameraConfig) -> ForwardSource:
+    """Starts a second pull of the camera (its ``forward_url``) on acquire, stops it on release."""
+    assert camera.forward_url is not None
+    substream = camera.model_copy(
+        update={"url": camera.forward_url, "forward_url": None, "record": False}
+    )
+    lock = threading.Lock()
+    running: list[tuple[CameraWorker, Stream]] = []
+
+    def acquire() -> Stream:
+        with lock:
+            if not running:
+                stream = Stream(camera.id, gop_cache_bytes=GOP_CACHE_BYTES)
+                status = CameraStatus(id=camera.id, url=camera.display_forward_url or "")
+                worker = CameraWorker(substream, stream, status, role="forward substream")
+                worker.start()
+                running.append((worker, stream))
+            return running[0][1]
+
+    def release() -> None:
+        with lock:
+            if running:
+                worker, stream = running.pop()
+                worker.stop()
+                stream.close(timeout=2)
+
+    return ForwardSource(acquire=acquire, release=release)

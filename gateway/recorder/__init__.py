@@ -1,0 +1,1 @@
+"""Recording: the recorder consumer, segment files, and reading fragmented MP4."""

@@ -1,0 +1,1 @@
+"""Storage of recordings: naming, index, retention, recovery, and the storage area."""
