@@ -375,8 +375,11 @@ class CentreReceiver:
                 self.proc.wait(5)
 
 
-def video_frames(path: Path) -> int:
-    """Frames ffprobe decodes from the first video stream of ``path``."""
+def video_frames(path: Path, *, growing: bool = False) -> int:
+    """Frames ffprobe decodes from the first video stream of ``path``.
+
+    ``growing``: the file is still being written and may not be readable yet (0 then).
+    """
     result = subprocess.run(
         [
             "ffprobe",
@@ -395,6 +398,8 @@ def video_frames(path: Path) -> int:
         text=True,
         timeout=60,
     )
+    if growing and result.returncode != 0:
+        return 0
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split()[0] if result.stdout.split() else 0)
 
