@@ -4,10 +4,13 @@
 set -eu
 
 case "${1:-}" in
-  demo) packages="python3 python3-venv python3-pip" ;;
-  test) packages="python3 python3-venv python3-pip python3-gi gir1.2-gst-rtsp-server-1.0
-                  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-                  gstreamer1.0-plugins-bad ffmpeg openssl util-linux iproute2" ;;
+  # systemd-python is built from source: it needs a compiler, the Python headers and libsystemd.
+  demo) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev" ;;
+  test) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev
+                  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+                  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+                  ffmpeg openssl util-linux iproute2 mosquitto mosquitto-clients prometheus
+                  systemd e2fsprogs" ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

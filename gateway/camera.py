@@ -13,6 +13,7 @@ import time
 
 from gateway.backoff import Backoff
 from gateway.config import CameraConfig
+from gateway.events import EventBus
 from gateway.media.normalize import Normalizer
 from gateway.media.packet import SessionInfo
 from gateway.source import Source, SourceError, open_source
@@ -35,9 +36,16 @@ class CameraWorker:
     """Owns the source thread of one camera."""
 
     def __init__(
-        self, config: CameraConfig, stream: Stream, status: CameraStatus, *, role: str = ""
+        self,
+        config: CameraConfig,
+        stream: Stream,
+        status: CameraStatus,
+        *,
+        role: str = "",
+        events: EventBus | None = None,
     ) -> None:
         self.config = config
+        self._events = events
         self.stream = stream
         self.status = status
         self._label = f"camera {config.id}" + (f" ({role})" if role else "")
@@ -48,12 +56,18 @@ class CameraWorker:
         self._auth_backoff = Backoff(initial=5.0, maximum=AUTH_RETRY_MAX)
         self._last_reason: str | None = None
         self._last_remind = 0.0
+        self._blocked_since: float | None = None
         self.first_attempt = threading.Event()
         """Set once the first connection attempt has finished, whatever its outcome."""
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def stuck_for(self) -> float:
+        """Seconds the source has been inside one open or read (0 when it is not)."""
+        since = self._blocked_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def start(self) -> None:
         self._thread.start()
@@ -82,14 +96,18 @@ class CameraWorker:
                 self.first_attempt.set()
             if self._stop.is_set():
                 break
-            self._offline(reason)
+            self._offline(reason, auth=auth)
             delay = self._auth_backoff.next() if auth else self._backoff.next()
             if not auth:
                 self._auth_backoff.reset()
             self._stop.wait(delay)
 
     def _session(self, source: Source) -> None:
-        tracks = source.open()
+        self._blocked_since = time.monotonic()
+        try:
+            tracks = source.open()
+        finally:
+            self._blocked_since = None
         self.first_attempt.set()
         info = SessionInfo(
             camera_id=self.config.id, session=self.status.sessions + 1, tracks=tracks
@@ -101,19 +119,23 @@ class CameraWorker:
         started = time.monotonic()
         try:
             while not self._stop.is_set():
-                packet = normalizer.push(source.read())
+                self._blocked_since = time.monotonic()
+                raw = source.read()
+                self._blocked_since = None
+                packet = normalizer.push(raw)
                 if packet is not None:
                     self.status.packet(packet)
                     self.stream.publish(packet)
                 if self._backoff.attempts and time.monotonic() - started > 5:
                     self._backoff.reset()  # a session that holds counts as a recovery
         finally:
+            self._blocked_since = None
             self.status.timestamp_repairs += normalizer.repaired
             self.status.session_ended()
             self.stream.end_session("camera disconnected")
 
     def _online(self, info: SessionInfo) -> None:
-        was_offline = self.status.state == "offline"
+        was_offline = self.status.state in ("offline", "error")
         offline_for = time.time() - self.status.since
         self.status.set_state("online")
         tracks = ", ".join(t.describe() for t in info.tracks)
@@ -127,9 +149,13 @@ class CameraWorker:
         else:
             log.info("%s: online (%s)", self._label, tracks)
         self._last_reason = None
+        if self._events is not None:
+            self._events.emit("camera_online", camera=self.config.id, tracks=tracks)
 
-    def _offline(self, reason: str) -> None:
-        changed = self.status.set_state("offline", reason)
+    def _offline(self, reason: str, *, auth: bool) -> None:
+        changed = self.status.set_state("error" if auth else "offline", reason)
+        if changed and self._events is not None:
+            self._events.emit("camera_offline", camera=self.config.id, reason=reason)
         now = time.monotonic()
         if changed or reason != self._last_reason:
             log.warning("%s (%s): offline: %s; retrying", self._label, self.status.url, reason)

@@ -18,6 +18,7 @@ from gateway import __version__
 from gateway.clock import utc_iso
 from gateway.config import Config, ConfigError, config_warnings, load_config
 from gateway.redact import RedactingFilter
+from gateway.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 from gateway.units import format_duration, format_size, parse_duration
 
 __all__ = ["main"]
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument("--config", required=True, type=Path, metavar="FILE")
     reindex.set_defaults(handler=_recordings_reindex)
 
+    status = sub.add_parser("status", help="cameras and storage of the running daemon")
+    status.add_argument("--config", type=Path, metavar="FILE", help="to find the control socket")
+    status.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+
     forward = sub.add_parser("forward", help="send a camera live to the supervision centre")
     fsub = forward.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = fsub.add_parser("start", help="start (or extend) a forward session")
@@ -89,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     stop = fsub.add_parser("stop", help="stop a forward session now")
     stop.add_argument("--camera", required=True, metavar="ID")
     stop.add_argument("--reason", help="why it stops early")
-    status = fsub.add_parser("status", help="forwards of every camera")
-    status.add_argument("--json", action="store_true")
-    for action in (start, stop, status):
+    fstatus = fsub.add_parser("status", help="forwards of every camera")
+    fstatus.add_argument("--json", action="store_true")
+    for action in (start, stop, fstatus):
         action.add_argument(
             "--config", type=Path, metavar="FILE", help="to find the daemon's control socket"
         )
@@ -99,15 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     for action in (start, stop):
         action.add_argument("--requested-by", metavar="NAME", help="who asks (journalled)")
         action.set_defaults(handler=_forward_command)
-    status.set_defaults(handler=_forward_status)
+    fstatus.set_defaults(handler=_forward_status)
     return parser
 
 
+_FIELDS = CameraFieldFilter()
+"""Journal fields CAMERA= and SITE=; told the site once the configuration is known."""
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler: logging.Handler
+    if stderr_is_journal():
+        handler = journal_handler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_FIELDS)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
+        )
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -136,6 +155,7 @@ def _moment(text: str) -> float:
 
 def _load(path: Path) -> Config:
     config = load_config(path)
+    _FIELDS.site = config.site_id
     for warning in config_warnings(config):
         log.warning("%s", warning)
     return config
@@ -146,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.storage.store import StorageError
 
     config = _load(args.config)
-    gateway = Gateway(config)
+    gateway = Gateway(config, config_path=args.config)
     try:
         gateway.start()
     except StorageError as exc:
@@ -158,7 +178,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import demo_config
     from gateway.service import Gateway
-    from gateway.statusview import render_status
+    from gateway.statusview import render_status, status_document
     from gateway.storage.store import StorageError
 
     config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
@@ -174,9 +194,10 @@ def _demo(args: argparse.Namespace) -> int:
         if args.no_table:
             return
         snap = gateway.snapshot()
-        table = render_status(
+        document = status_document(
             snap.site_id, snap.cameras, snap.storage, uptime=time.monotonic() - gateway.started
         )
+        table = render_status(document)
         footer = f"\nrecordings in {config.storage.path} · metrics on {args.metrics} · Ctrl-C stops"
         print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
 
@@ -376,4 +397,21 @@ def _forward_status(args: argparse.Namespace) -> int:
         if forward.get("error"):
             line += f" ! {forward['error']}"
         print(line)
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gateway.control import ControlError, call
+    from gateway.statusview import render_status
+
+    try:
+        answer = call(_control_socket(args), {"command": "status"})
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    document = answer.get("status")
+    if not answer.get("ok") or not isinstance(document, dict):
+        print(f"camera-gateway: {answer.get('message', 'no status')}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(document, indent=2) if args.json else render_status(document))
     return EXIT_OK

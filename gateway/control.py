@@ -60,6 +60,10 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Bind the socket; raise OSError with a clear message if that is impossible."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -73,7 +77,7 @@ class ControlServer:
         sock.listen(16)
         sock.settimeout(0.5)
         self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="gateway:control", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -97,7 +101,7 @@ class ControlServer:
                     return
                 continue
             threading.Thread(
-                target=self._answer, args=(conn,), name="control/request", daemon=True
+                target=self._answer, args=(conn,), name="gateway:control-request", daemon=True
             ).start()
 
     def _answer(self, conn: socket.socket) -> None:

@@ -31,6 +31,10 @@ class MetricsSnapshot:
     site_id: str
     cameras: Sequence[tuple[CameraStatus, Sequence[Reader]]]
     storage: StorageUsage | None
+    max_age: float = 0.0
+    mqtt_connected: bool | None = None
+    """None when MQTT is not configured."""
+    clock_synchronized: bool | None = None
 
 
 class _GatewayCollector(Collector):
@@ -45,6 +49,21 @@ class _GatewayCollector(Collector):
         yield from _camera_metrics(snap)
         if snap.storage is not None:
             yield from _storage_metrics(snap.storage)
+            yield GaugeMetricFamily(
+                P + "storage_max_age_seconds", "Configured maximum age.", value=snap.max_age
+            )
+        if snap.mqtt_connected is not None:
+            yield GaugeMetricFamily(
+                P + "mqtt_connected",
+                "1 while connected to the MQTT broker.",
+                value=1.0 if snap.mqtt_connected else 0.0,
+            )
+        if snap.clock_synchronized is not None:
+            yield GaugeMetricFamily(
+                P + "clock_synchronized",
+                "1 if the kernel says the clock is NTP-synchronised.",
+                value=1.0 if snap.clock_synchronized else 0.0,
+            )
 
 
 def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
@@ -68,8 +87,16 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
     active = GaugeMetricFamily(
         P + "recording_active", "1 if a segment is being written.", labels=cam
     )
+    enabled = GaugeMetricFamily(
+        P + "recording_enabled", "1 if the camera is configured to be recorded.", labels=cam
+    )
     fwd_up = GaugeMetricFamily(
         P + "forward_up", "1 if the camera is being sent to the centre.", labels=cam
+    )
+    fwd_active = GaugeMetricFamily(
+        P + "forward_active",
+        "1 while a forward session is open (whether or not the push is live).",
+        labels=cam,
     )
     fwd_bytes = CounterMetricFamily(
         P + "forward_bytes_sent", "Bytes sent to the centre.", labels=cam
@@ -99,15 +126,17 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         segments.add_metric(label, status.recorder.segments)
         written.add_metric(label, status.recorder.bytes_written)
         active.add_metric(label, 1.0 if status.recorder.recording else 0.0)
+        enabled.add_metric(label, 1.0 if status.recorder.enabled else 0.0)
         forward = status.forward
         fwd_up.add_metric(label, 1.0 if forward.state == "live" else 0.0)
+        fwd_active.add_metric(label, 1.0 if forward.state != "off" else 0.0)
         fwd_bytes.add_metric(label, forward.bytes_sent)
         fwd_dropped.add_metric(label, forward.dropped_frames)
         fwd_reconnects.add_metric(label, forward.reconnects)
         for reader in readers:
             dropped.add_metric([status.id, reader.name], reader.stats.dropped_frames)
-    yield from (up, frames, received, reconnects, last, fps, segments, written, active, dropped)
-    yield from (fwd_up, fwd_bytes, fwd_dropped, fwd_reconnects)
+    yield from (up, frames, received, reconnects, last, fps, segments, written, active, enabled)
+    yield from (dropped, fwd_up, fwd_active, fwd_bytes, fwd_dropped, fwd_reconnects)
 
 
 def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:

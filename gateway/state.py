@@ -15,7 +15,8 @@ from gateway.media.packet import Packet, SessionInfo
 
 __all__ = ["CameraState", "CameraStatus", "ForwardState", "ForwardStatus", "RecorderStatus"]
 
-CameraState = Literal["starting", "online", "offline", "disabled"]
+CameraState = Literal["starting", "online", "offline", "error", "disabled"]
+"""``error``: the camera refuses our credentials; ``disabled``: neither recorded nor forwarded."""
 ForwardState = Literal["off", "connecting", "live", "error"]
 ForwardMode = Literal["continuous", "on_demand", "off"]
 _RATE_WINDOW = 2.0

@@ -4,71 +4,87 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from gateway.clock import utc_iso
+from gateway.metrics import MetricsSnapshot
 from gateway.state import CameraStatus, ForwardStatus
 from gateway.storage.store import StorageUsage
 from gateway.stream import Reader
 from gateway.units import format_duration, format_size
 
-__all__ = ["render_status", "status_document"]
+__all__ = ["render_status", "status_document", "summary"]
 
 
-def render_status(
-    site_id: str,
-    cameras: Sequence[tuple[CameraStatus, Sequence[Reader]]],
-    storage: StorageUsage | None,
-    *,
-    uptime: float,
-) -> str:
+def _age(iso: str | None, now: float) -> float | None:
+    if iso is None:
+        return None
+    return now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def render_status(document: dict[str, Any]) -> str:
+    """The status table of :func:`status_document`'s output (live, or from the daemon)."""
     now = time.time()
-    lines = [f"camera-gateway · site {site_id} · up {format_duration(uptime)}", ""]
+    lines = [
+        f"camera-gateway · site {document['site']} · up {format_duration(document['uptime'])}",
+        "",
+    ]
     header = (
         f"{'camera':<14}{'state':<9}{'video':<18}{'fps':>5}{'kbit/s':>8}"
         f"{'last frame':>11}  {'recording':<11}{'segments':>9}{'dropped':>8}  forward"
     )
     lines.append(header)
     lines.append("-" * len(header))
-    for status, readers in cameras:
-        video = f"{status.codec} {status.width}x{status.height}" if status.codec else "-"
-        age = (
-            "-" if status.last_frame is None else f"{format_duration(now - status.last_frame)} ago"
+    for camera in document["cameras"]:
+        video = (
+            f"{camera['codec']} {camera['width']}x{camera['height']}" if camera["codec"] else "-"
         )
-        rec = status.recorder
-        if not rec.enabled:
+        age = _age(camera["last_frame"], now)
+        shown_age = "-" if age is None else f"{format_duration(age)} ago"
+        if not camera["recording_enabled"]:
             recording = "off"
-        elif rec.error:
+        elif camera["recording_error"]:
             recording = "ERROR"
         else:
-            recording = "yes" if rec.recording else "waiting"
-        dropped = sum(r.stats.dropped_frames for r in readers)
-        forward = status.forward
-        shown: str = forward.state if forward.mode != "off" else "-"
-        if forward.ends is not None and forward.state != "off":
-            shown += f" ({format_duration(max(0.0, forward.ends - now))} left)"
+            recording = "yes" if camera["recording"] else "waiting"
+        dropped = sum(camera["dropped_frames"].values())
+        forward = camera["forward"]
+        shown = forward["state"] if forward["mode"] != "off" else "-"
+        left = _age(forward["ends"], now)
+        if left is not None and forward["state"] != "off":
+            shown += f" ({format_duration(max(0.0, -left))} left)"
         lines.append(
-            f"{status.id:<14}{status.state:<9}{video:<18}{status.fps:>5.1f}"
-            f"{status.bitrate / 1000:>8.0f}{age:>11}  {recording:<11}{rec.segments:>9}{dropped:>8}"
-            f"  {shown}"
+            f"{camera['id']:<14}{camera['state']:<9}{video:<18}{camera['fps']:>5.1f}"
+            f"{camera['bitrate_kbps']:>8.0f}{shown_age:>11}  {recording:<11}"
+            f"{camera['segments']:>9}{dropped:>8}  {shown}"
         )
-        problems = (status.error if status.state != "online" else None, rec.error, forward.error)
+        problems = (
+            camera["error"] if camera["state"] != "online" else None,
+            camera["recording_error"],
+            forward["error"],
+        )
         for problem in problems:
             if problem:
                 lines.append(f"{'':<14}! {problem}")
     lines.append("")
+    storage = document["storage"]
     if storage is not None:
-        share = 100.0 * storage.used / storage.quota if storage.quota else 0.0
-        free = "?" if storage.free is None else format_size(storage.free)
-        oldest = "-" if storage.oldest is None else f"{format_duration(now - storage.oldest)} ago"
-        evicted = ", ".join(f"{k} {v}" for k, v in sorted(storage.evictions.items())) or "none"
+        share = 100.0 * storage["used"] / storage["quota"] if storage["quota"] else 0.0
+        free = "?" if storage["free"] is None else format_size(storage["free"])
+        oldest_age = _age(storage["oldest"], now)
+        oldest = "-" if oldest_age is None else f"{format_duration(oldest_age)} ago"
+        evictions = sorted(storage["evictions"].items())
+        evicted = ", ".join(f"{k} {v}" for k, v in evictions) or "none"
         lines.append(
-            f"storage: {format_size(storage.used)} of {format_size(storage.quota)} "
-            f"({share:.0f}%), {free} free, {storage.segments} segments, oldest {oldest}"
+            f"storage: {format_size(storage['used'])} of {format_size(storage['quota'])} "
+            f"({share:.0f}%), {free} free, {storage['segments']} segments, oldest {oldest}"
         )
         lines.append(f"evicted: {evicted}")
-        if storage.error:
-            lines.append(f"! storage: {storage.error}")
+        if storage["error"]:
+            lines.append(f"! storage: {storage['error']}")
+    if document.get("mqtt_connected") is False:
+        lines.append("! MQTT: not connected to the broker")
     return "\n".join(lines)
 
 
@@ -117,6 +133,7 @@ def status_document(
                 "fps": round(status.fps, 2),
                 "bitrate_kbps": round(status.bitrate / 1000, 1),
                 "last_frame": _iso(status.last_frame),
+                "recording_enabled": status.recorder.enabled,
                 "recording": status.recorder.recording,
                 "recording_error": status.recorder.error,
                 "segments": status.recorder.segments,
@@ -137,3 +154,20 @@ def status_document(
             "error": storage.error,
         },
     }
+
+
+def summary(snapshot: MetricsSnapshot) -> str:
+    """One line for systemd's STATUS=: ``4/4 cameras online, 4 recording, 61% of quota``."""
+    cameras = [status for status, _ in snapshot.cameras]
+    online = sum(1 for c in cameras if c.state == "online")
+    recording = sum(1 for c in cameras if c.recorder.recording)
+    parts = [f"{online}/{len(cameras)} cameras online", f"{recording} recording"]
+    storage = snapshot.storage
+    if storage is not None and storage.quota:
+        parts.append(f"{100 * storage.used / storage.quota:.0f}% of quota")
+    forwarding = sum(1 for c in cameras if c.forward.state == "live")
+    if forwarding:
+        parts.append(f"{forwarding} forwarding")
+    if storage is not None and storage.error:
+        parts.append(f"storage: {storage.error}")
+    return ", ".join(parts)

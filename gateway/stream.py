@@ -89,7 +89,7 @@ class Reader:
         self._stopping = False
         self._drain = True
         self._last_drop_log = 0.0
-        self._progress = time.monotonic()
+        self._busy_since: float | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"{camera_id}/{consumer.name}", daemon=True
         )
@@ -102,10 +102,10 @@ class Reader:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    @property
-    def last_progress(self) -> float:
-        """``time.monotonic()`` when the consumer last returned from a call."""
-        return self._progress
+    def stuck_for(self) -> float:
+        """Seconds the consumer has been inside one call (0 when it is not in a call)."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def start(self) -> None:
         self._thread.start()
@@ -201,6 +201,7 @@ class Reader:
         self._call_close()
 
     def _call(self, item: _Item | None) -> None:
+        self._busy_since = time.monotonic()
         try:
             if item is None:
                 self.consumer.on_tick()
@@ -214,7 +215,7 @@ class Reader:
         except Exception:
             self.stats.errors += 1
             log.exception("camera %s: %s failed", self.camera_id, self.consumer.name)
-        self._progress = time.monotonic()
+        self._busy_since = None
 
     def _call_close(self) -> None:
         try:

@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import SYSTEM_PYTHON, CameraServer, CentreReceiver, GatewayProcess
+from helpers import (
+    SYSTEM_PYTHON,
+    Broker,
+    CameraServer,
+    CentreReceiver,
+    GatewayProcess,
+    make_certificates,
+)
 
 
 def _gstreamer_available() -> bool:
@@ -85,3 +92,16 @@ def centre(tmp_path: Path) -> Iterator[Callable[..., CentreReceiver]]:
     yield start
     for receiver in started:
         receiver.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """mosquitto: users ``gateway``/``gw-secret`` and ``watcher``/``w-secret``; plain and TLS."""
+    certs = make_certificates(tmp_path / "broker-pki", name="broker")
+    server = Broker(
+        tmp_path / "broker",
+        users={"gateway": "gw-secret", "watcher": "w-secret"},
+        tls=certs,
+    ).start()
+    yield server
+    server.stop()

@@ -536,3 +536,109 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exposed")
+
+
+class Broker:
+    """A real mosquitto broker on free ports: plain TCP with a password file, and TLS."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str],
+        tls: dict[str, Path] | None,
+        acl: Path | None = None,
+    ) -> None:
+        self.directory = directory
+        self.acl = acl
+        self.users = users
+        self.tls = tls
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        passwords = self.directory / "passwords"
+        passwords.write_text("")
+        for user, password in self.users.items():
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(passwords), user, password],
+                check=True,
+                capture_output=True,
+            )
+        lines = [
+            # As root, mosquitto would switch to its own user, who cannot read the test's files.
+            *(["user root"] if os.geteuid() == 0 else []),
+            "persistence false",
+            "allow_anonymous false",
+            f"password_file {passwords}",
+            *([f"acl_file {self.acl}"] if self.acl else []),
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+        ]
+        if self.tls and self.tls_port:
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {self.tls['ca']}",
+                f"certfile {self.tls['cert']}",
+                f"keyfile {self.tls['key']}",
+            ]
+        config = self.directory / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        log = (self.directory / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(config)], stdout=log, stderr=log)
+        wait_until(lambda: _port_open(self.port), 10, "mosquitto to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class MqttWatcher:
+    """A subscriber (paho) that records every message under a topic filter."""
+
+    def __init__(self, port: int, user: str, password: str, topic: str) -> None:
+        import paho.mqtt.client as paho
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.retained: dict[str, bytes] = {}
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self._client.username_pw_set(user, password)
+
+        def on_message(_c: Any, _u: Any, message: Any) -> None:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+            self.retained[message.topic] = bytes(message.payload)
+
+        def on_connect(client: Any, *_args: Any) -> None:
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            # "Retain as published": the retain flag tells what the gateway asked for.
+            client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+
+        self._client.on_message = on_message
+        self._client.on_connect = on_connect
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: str) -> None:
+        self._client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def json(self, topic: str) -> dict[str, Any]:
+        return dict(json.loads(self.retained[topic]))
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        found = [json.loads(p) for t, p, _ in self.messages if t.endswith("/events")]
+        return [e for e in found if kind is None or e["event"] == kind]
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -128,3 +129,25 @@ def test_since_filter_and_json_shape(tmp_path: Path, gateway) -> None:
         "codec",
     }
     assert all(s["end"] >= recent[0]["start"] for s in recent)
+
+
+def test_status_reads_the_running_daemon(tmp_path: Path, gateway) -> None:
+    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
+    gw = gateway(config)
+    gw.wait_log("camera yard: online", 15)
+    wait_until(lambda: len(gw.segments("yard")) >= 1, 15, "a segment")
+    table = cli("status", "--config", str(config))
+    assert table.returncode == 0, table.stderr
+    rows = {
+        line.split()[0]: line for line in table.stdout.splitlines() if line[:4] in ("hall", "yard")
+    }
+    assert set(rows) == {"hall", "yard"}
+    assert all(
+        " online " in row and "h264 320x240" in row and " yes " in row for row in rows.values()
+    )
+    assert "storage:" in table.stdout
+    document = json.loads(cli("status", "--config", str(config), "--json").stdout)
+    assert [c["id"] for c in document["cameras"]] == ["hall", "yard"]
+    assert gw.stop() == 0
+    stopped = cli("status", "--config", str(config))
+    assert stopped.returncode == 1 and "the daemon is not running" in stopped.stderr

@@ -183,7 +183,8 @@ def test_unknown_key_at_top_level() -> None:
     data = minimal()
     data["colour"] = "blue"
     assert problems_of(data) == [
-        "colour: unknown key (allowed: site_id, storage, cameras, metrics, uplink, control, audit)"
+        "colour: unknown key "
+        "(allowed: site_id, storage, cameras, metrics, uplink, control, mqtt, audit)"
     ]
 
 

@@ -15,7 +15,6 @@ import binascii
 import ipaddress
 import os
 import re
-import stat
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,10 +24,6 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
-    AllowInfNan,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
@@ -36,10 +31,22 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.secrets import SecretError, read_password_file, resolve_password
+from gateway.config.fields import (
+    ByteSize,
+    ConfigModel,
+    Duration,
+    Rejected,
+    base_dir,
+    in_range,
+    not_empty,
+    readable_file,
+    refuse,
+    resolve_password_fields,
+)
+from gateway.config.mqtt import MqttConfig
 from gateway.redact import redact_url, register_secret
 from gateway.source.simurl import parse_sim_url
-from gateway.units import format_duration, parse_duration, parse_size
+from gateway.units import format_duration
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
@@ -63,11 +70,6 @@ __all__ = [
     "UplinkTlsConfig",
     "parse_listen",
 ]
-
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
-"""A size in bytes; accepts an int or a string such as ``500MB`` or ``2GiB``."""
-Duration = Annotated[float, AllowInfNan(False), BeforeValidator(parse_duration)]
-"""A duration in seconds; accepts a number or a string such as ``90s``, ``15m`` or ``30d``."""
 
 MAX_AGE_LIMIT = 30 * 86400.0
 LEGAL_MAX_AGE_REASON = (
@@ -96,12 +98,6 @@ SHA256_PIN_PREFIX = "sha256//"
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _CAMERA_ID = re.compile(r"[a-z0-9_-]{1,32}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9.-]+")
-
-
-class ConfigModel(BaseModel):
-    """Base of every configuration model: unknown keys are refused, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StorageConfig(ConfigModel):
@@ -145,53 +141,10 @@ class StorageConfig(ConfigModel):
 
 
 @dataclass(frozen=True)
-class _Rejected:
-    """Put in place of an input value by the camera pre-check; fails that field's validation."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
 class _Defaulted:
     """A default path filled in by :class:`Config`; exempt from the "must be absolute" rule."""
 
     path: Path
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    """The directory relative file names are relative to: the validation context's ``base_dir``."""
-    context = info.context if isinstance(info.context, Mapping) else {}
-    return Path(context.get("base_dir") or Path.cwd())
-
-
-def _resolve_password_fields(out: dict[str, Any], base_dir: Path) -> None:
-    """Resolve ``password`` (literal or ``${ENV}``) or ``password_file`` in ``out``, in place.
-
-    The resolved password goes to ``out["password"]``; a problem is recorded as :class:`_Rejected`
-    on the field it belongs to.
-    """
-    password, password_file = out.get("password"), out.get("password_file")
-    if password is not None and password_file is not None:
-        out["password_file"] = _Rejected("password and password_file are mutually exclusive")
-    elif isinstance(password, str):
-        try:
-            out["password"] = resolve_password(password)
-        except SecretError as exc:
-            out["password"] = _Rejected(str(exc))
-    elif password_file == "":
-        out["password_file"] = _Rejected("must not be empty")
-    elif isinstance(password_file, str | PurePath):
-        try:
-            out["password"] = read_password_file(Path(password_file), base_dir=base_dir)
-        except SecretError as exc:
-            out["password_file"] = _Rejected(str(exc))
-
-
-def _refuse(value: object) -> object:
-    """Raise the reason of a :class:`_Rejected` value; pass any other value through."""
-    if isinstance(value, _Rejected):
-        raise ValueError(value.reason)
-    return value
 
 
 def _with_userinfo(url: str, username: str | None, password: SecretStr | None) -> str:
@@ -250,7 +203,7 @@ _TWICE = {
 def _move_url_credentials(out: dict[str, Any], key: str) -> None:
     """Move the credentials embedded in ``out[key]`` to ``username``/``password``, in place.
 
-    Credentials already set (by the keys, or by a URL moved before) make it a :class:`_Rejected`.
+    Credentials already set (by the keys, or by a URL moved before) make it a :class:`Rejected`.
     """
     url = out.get(key)
     if not isinstance(url, str):
@@ -267,7 +220,7 @@ def _move_url_credentials(out: dict[str, Any], key: str) -> None:
     if (url_user is not None and out.get("username") is not None) or (
         url_password is not None and has_password
     ):
-        out[key] = _Rejected(_TWICE[key])
+        out[key] = Rejected(_TWICE[key])
         return
     out[key] = bare
     if url_user is not None:
@@ -297,13 +250,13 @@ class CameraConfig(ConfigModel):
     def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
         """Resolve the password and move URL credentials out of ``url`` and ``forward_url``.
 
-        Problems are recorded as :class:`_Rejected` values so that they are reported on the
+        Problems are recorded as :class:`Rejected` values so that they are reported on the
         field they belong to, together with every other problem of the camera.
         """
         if not isinstance(data, Mapping):
             return data
         out: dict[str, Any] = dict(data)
-        _resolve_password_fields(out, _base_dir(info))
+        resolve_password_fields(out, base_dir(info))
         _move_url_credentials(out, "url")
         _move_url_credentials(out, "forward_url")
         if out.get("forward") is False:
@@ -313,7 +266,7 @@ class CameraConfig(ConfigModel):
     @field_validator("url", "password", "password_file", "forward", "forward_url", mode="before")
     @classmethod
     def _refuse_rejected(cls, value: object) -> object:
-        return _refuse(value)
+        return refuse(value)
 
     @field_validator("id")
     @classmethod
@@ -413,31 +366,6 @@ class MetricsConfig(ConfigModel):
         return parse_listen(self.listen)[1]
 
 
-def _not_empty(value: object) -> object:
-    if value == "":
-        raise ValueError("must not be empty")
-    return value
-
-
-def _in_range(value: float, low: float, high: float, bounds: str) -> float:
-    if not low <= value <= high:
-        raise ValueError(f"must be between {bounds}, got {format_duration(value)}")
-    return value
-
-
-def _readable_file(path: Path, base_dir: Path) -> Path:
-    """``path`` made absolute against ``base_dir``; raise ValueError unless it can be read."""
-    full_path = path if path.is_absolute() else base_dir / path
-    try:
-        if not stat.S_ISREG(full_path.stat().st_mode):
-            raise ValueError(f"cannot read {full_path}: not a regular file")
-        with full_path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {full_path}: {exc.strerror or type(exc).__name__}") from None
-    return full_path
-
-
 def _normalize_pin(value: str) -> str:
     """A public-key pin as bare standard base64 of the 32-byte SHA-256 digest."""
     try:
@@ -470,12 +398,12 @@ class UplinkTlsConfig(ConfigModel):
     @field_validator("ca_file", "cert_file", "key_file", mode="before")
     @classmethod
     def _file_not_empty(cls, value: object) -> object:
-        return _not_empty(value)
+        return not_empty(value)
 
     @field_validator("ca_file", "cert_file")
     @classmethod
     def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _readable_file(value, _base_dir(info))
+        return None if value is None else readable_file(value, base_dir(info))
 
     @field_validator("key_file")
     @classmethod
@@ -485,7 +413,7 @@ class UplinkTlsConfig(ConfigModel):
                 raise ValueError("required when cert_file is given (both or neither)")
             if info.data["cert_file"] is None and value is not None:
                 raise ValueError("given without cert_file (both or neither)")
-        return None if value is None else _readable_file(value, _base_dir(info))
+        return None if value is None else readable_file(value, base_dir(info))
 
 
 def _check_placeholders(template: str) -> None:
@@ -569,13 +497,13 @@ class UplinkConfig(ConfigModel):
         if not isinstance(data, Mapping):
             return data
         out: dict[str, Any] = dict(data)
-        _resolve_password_fields(out, _base_dir(info))
+        resolve_password_fields(out, base_dir(info))
         return out
 
     @field_validator("password", "password_file", mode="before")
     @classmethod
     def _refuse_rejected(cls, value: object) -> object:
-        return _refuse(value)
+        return refuse(value)
 
     @field_validator("url")
     @classmethod
@@ -585,7 +513,7 @@ class UplinkConfig(ConfigModel):
     @field_validator("username")
     @classmethod
     def _username_not_empty(cls, value: str | None) -> str | None:
-        return None if value is None else str(_not_empty(value))
+        return None if value is None else str(not_empty(value))
 
     @field_validator("tls")
     @classmethod
@@ -611,12 +539,12 @@ class UplinkConfig(ConfigModel):
     @field_validator("queue")
     @classmethod
     def _check_queue(cls, value: float) -> float:
-        return _in_range(value, QUEUE_MIN, QUEUE_MAX, "0.5s and 10s")
+        return in_range(value, QUEUE_MIN, QUEUE_MAX, "0.5s and 10s")
 
     @field_validator("connect_timeout")
     @classmethod
     def _check_connect_timeout(cls, value: float) -> float:
-        return _in_range(value, CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX, "1s and 30s")
+        return in_range(value, CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX, "1s and 30s")
 
     @property
     def scheme(self) -> str:
@@ -649,7 +577,7 @@ class ControlConfig(ConfigModel):
     @field_validator("socket", mode="before")
     @classmethod
     def _socket_not_empty(cls, value: object) -> object:
-        return _not_empty(value)
+        return not_empty(value)
 
     @field_validator("socket")
     @classmethod
@@ -675,7 +603,7 @@ class AuditConfig(ConfigModel):
     def _absolute(cls, value: object) -> object:
         if isinstance(value, _Defaulted):
             return value.path  # joined to storage.path, which may be relative
-        _not_empty(value)
+        not_empty(value)
         if isinstance(value, str | PurePath) and not PurePath(value).is_absolute():
             raise ValueError("must be an absolute path")
         return value
@@ -703,7 +631,7 @@ def _continuous_needs_uplink(data: dict[str, Any]) -> None:
     cameras = data.get("cameras")
     if data.get("uplink") is not None or not isinstance(cameras, list | tuple):
         return
-    rejected = _Rejected("continuous forwarding needs an uplink section")
+    rejected = Rejected("continuous forwarding needs an uplink section")
     data["cameras"] = [
         {**camera, "forward": rejected}
         if isinstance(camera, Mapping) and camera.get("forward") == "continuous"
@@ -721,6 +649,7 @@ class Config(ConfigModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     uplink: UplinkConfig | None = None
     control: ControlConfig = Field(default_factory=ControlConfig)
+    mqtt: MqttConfig | None = None
     audit: AuditConfig
     """Always present: filled in from ``storage.path`` when not given."""
 

@@ -24,6 +24,7 @@ from typing import Any
 from gateway.audit import AuditError, AuditLog
 from gateway.clock import utc_iso
 from gateway.config import CameraConfig, UplinkConfig
+from gateway.events import EventBus
 from gateway.forward.commands import ForwardCommand, ForwardResult
 from gateway.forward.connection import TlsPolicy
 from gateway.forward.pusher import Pusher, UplinkTarget
@@ -77,47 +78,86 @@ class ForwardManager:
         statuses: Mapping[str, ForwardStatus],
         sources: Mapping[str, ForwardSource],
         audit: AuditLog,
+        events: EventBus | None = None,
     ) -> None:
         self.site_id = site_id
+        self.events = events
         self.uplink = uplink
-        self.cameras = cameras
-        self.statuses = statuses
-        self.sources = sources
+        self.cameras = dict(cameras)
+        self.statuses = dict(statuses)
+        self.sources = dict(sources)
         self.audit = audit
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="forward/sessions", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="gateway:forward-sessions", daemon=True
+        )
 
     # -- life cycle ----------------------------------------------------------------------------
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> None:
         self._close_interrupted()
-        for camera_id, camera in self.cameras.items():
-            status = self.statuses[camera_id]
-            status.mode = camera.forward if self.uplink is not None else "off"
-            if self.uplink is not None and camera.forward != "off":
-                status.target = self.uplink.display_target(self.site_id, camera_id)
-        for camera_id, camera in self.cameras.items():
-            if self.uplink is not None and camera.forward == "continuous":
-                log.warning(
-                    "camera %s forwards continuously: CCH L126-1-1 allows transmission to the "
-                    "police only in real time and for the time of an intervention",
-                    camera_id,
-                )
-                with self._lock:
-                    try:
-                        self._start(
-                            camera_id,
-                            origin="configuration",
-                            requested_by="configuration",
-                            reason="continuous forwarding set in the configuration",
-                            duration=None,
-                        )
-                    except AuditError as exc:
-                        log.error("camera %s: continuous forward not started: %s", camera_id, exc)
+        for camera_id in list(self.cameras):
+            self._prepare(camera_id)
         self._thread.start()
+
+    def set_camera(
+        self,
+        camera_id: str,
+        camera: CameraConfig | None,
+        status: ForwardStatus | None = None,
+        source: ForwardSource | None = None,
+        *,
+        reason: str = "camera_changed",
+    ) -> None:
+        """Add, replace (``camera`` given) or remove (None) a camera, on a reload.
+
+        A session of a replaced or removed camera is stopped and journalled with ``reason``.
+        """
+        with self._lock:
+            if camera_id in self._sessions:
+                self._stop(camera_id, stop_reason=reason, command=None)
+            if camera is None:
+                self.cameras.pop(camera_id, None)
+                self.statuses.pop(camera_id, None)
+                self.sources.pop(camera_id, None)
+                return
+            assert status is not None and source is not None
+            self.cameras[camera_id] = camera
+            self.statuses[camera_id] = status
+            self.sources[camera_id] = source
+            self._prepare(camera_id)
+
+    def _prepare(self, camera_id: str) -> None:
+        """Set the camera's forward mode in its status; start it if continuous."""
+        camera, status = self.cameras[camera_id], self.statuses[camera_id]
+        status.mode = camera.forward if self.uplink is not None else "off"
+        if self.uplink is not None and camera.forward != "off":
+            status.target = self.uplink.display_target(self.site_id, camera_id)
+        if self.uplink is None or camera.forward != "continuous":
+            return
+        log.warning(
+            "camera %s forwards continuously: CCH L126-1-1 allows transmission to the "
+            "police only in real time and for the time of an intervention",
+            camera_id,
+        )
+        with self._lock:
+            try:
+                self._start(
+                    camera_id,
+                    origin="configuration",
+                    requested_by="configuration",
+                    reason="continuous forwarding set in the configuration",
+                    duration=None,
+                )
+            except AuditError as exc:
+                log.error("camera %s: continuous forward not started: %s", camera_id, exc)
 
     def stop_all(self, reason: str = "shutdown") -> None:
         with self._lock:
@@ -141,6 +181,7 @@ class ForwardManager:
                     command.requested_by,
                     refusal,
                 )
+                self.rejected(command.camera, refusal, origin=command.origin)
                 return ForwardResult(False, refusal)
             try:
                 if command.action == "stop":
@@ -159,6 +200,16 @@ class ForwardManager:
                     "forward %s for camera %s not done: %s", command.action, command.camera, exc
                 )
                 return ForwardResult(False, f"{exc}; nothing was changed")
+
+    def rejected(self, camera: str | None, reason: str, *, origin: str) -> None:
+        """Report a refused command as an event (any channel may call it)."""
+        if self.events is not None:
+            self.events.emit(
+                "command_rejected",
+                camera=camera if camera in self.cameras else None,
+                reason=reason,
+                origin=origin,
+            )
 
     def _refusal(self, command: ForwardCommand) -> str | None:
         camera = self.cameras.get(command.camera)
@@ -252,6 +303,14 @@ class ForwardManager:
             status.state = "connecting"
             status.since = now
         self._wake.notify_all()
+        if self.events is not None:
+            self.events.emit(
+                "forward_started",
+                camera=camera_id,
+                session=session_id,
+                requested_by=requested_by,
+                duration=requested,
+            )
         log.info(
             "camera %s: forward session %s started by %s (%s)%s",
             camera_id,
@@ -322,6 +381,15 @@ class ForwardManager:
             log.error("forward session %s stopped but not journalled: %s", session.id, exc)
         status.session_id = status.requested_by = status.reason = None
         status.started = status.ends = None
+        if self.events is not None:
+            self.events.emit(
+                "forward_stopped",
+                camera=camera_id,
+                session=session.id,
+                stop_reason=stop_reason,
+                duration=entry["duration"],
+                bytes_sent=sent,
+            )
         log.info(
             "camera %s: forward session %s stopped (%s) after %s, %s sent",
             camera_id,

@@ -16,6 +16,7 @@ import av
 
 from gateway.backoff import Backoff
 from gateway.clock import ClockWatch, wall_at
+from gateway.events import EventBus
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.recorder.segment import SegmentWriter
@@ -39,8 +40,10 @@ class Recorder:
         *,
         segment_duration: float,
         status: RecorderStatus,
+        events: EventBus | None = None,
     ) -> None:
         self.camera_id = camera_id
+        self._events = events
         self._storage = storage
         self._segment_duration = segment_duration
         self._status = status
@@ -152,9 +155,14 @@ class Recorder:
     def _confirm(self, writer: SegmentWriter) -> None:
         """After an error, recording counts as back once media has reached the disk."""
         if self._status.error is not None and writer.durable_seconds > 0:
-            log.info("camera %s: recording again", self.camera_id)
-            self._status.error = None
-            self._backoff.reset()
+            self._recovered()
+
+    def _recovered(self) -> None:
+        log.info("camera %s: recording again", self.camera_id)
+        self._status.error = None
+        self._backoff.reset()
+        if self._events is not None:
+            self._events.emit("recording_resumed", camera=self.camera_id)
 
     def _close(self, reason: str | None) -> None:
         writer, self._writer = self._writer, None
@@ -171,9 +179,7 @@ class Recorder:
         self._status.segments += 1
         self._status.bytes_written += info.bytes
         if self._status.error is not None:
-            log.info("camera %s: recording again", self.camera_id)
-            self._status.error = None
-            self._backoff.reset()
+            self._recovered()
         duration = info.end - info.start
         if duration >= self._segment_duration / 2:
             self._expected_size = round(info.bytes * self._segment_duration / duration)
@@ -203,6 +209,8 @@ class Recorder:
                 self.camera_id,
                 reason,
             )
+            if self._events is not None:
+                self._events.emit("recording_stopped", camera=self.camera_id, reason=reason)
         self._status.error = reason
 
 

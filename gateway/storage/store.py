@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.events import EventBus
 from gateway.recorder.segment import SegmentInfo
 from gateway.storage.index import Index, IndexedSegment
 from gateway.storage.naming import segment_path
@@ -57,8 +58,11 @@ class StorageUsage:
 class Storage:
     """Opened once by the daemon; shared by every camera's recorder."""
 
-    def __init__(self, root: Path, policy: RetentionPolicy) -> None:
+    def __init__(
+        self, root: Path, policy: RetentionPolicy, *, events: EventBus | None = None
+    ) -> None:
         self.root = root
+        self._events = events
         self.policy = policy
         self.index = Index(root / INDEX_NAME)
         self.evictions: Counter[str] = Counter()
@@ -105,8 +109,12 @@ class Storage:
         self._wake.set()  # retention runs at once
         return report
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="storage/retention", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="gateway:storage", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -252,6 +260,15 @@ class Storage:
         evicted = enforce(self.index, self.root, self.policy, writing_bytes=writing)
         for eviction in evicted:
             self.evictions[eviction.reason] += 1
+            if self._events is not None:
+                segment = eviction.segment
+                self._events.emit(
+                    "storage_evicted",
+                    camera=segment.camera,
+                    reason=eviction.reason,
+                    start=segment.start,
+                    bytes=segment.bytes,
+                )
         self._refresh()
         return evicted
 
@@ -271,6 +288,8 @@ class Storage:
                 self.enforce_now()
                 if self._error is not None:
                     log.info("storage %s is usable again", self.root)
+                    if self._events is not None:
+                        self._events.emit("storage_recovered")
                 self._error = None
             except (StorageError, OSError, Exception) as exc:
                 reason = exc.reason if isinstance(exc, StorageError) else _os_reason(exc)
@@ -278,6 +297,8 @@ class Storage:
                 if reason != self._error or now - last_error_log > 60:
                     log.error("storage: %s", reason)
                     last_error_log = now
+                if reason != self._error and self._events is not None:
+                    self._events.emit("storage_error", reason=reason)
                 self._error = reason
                 self._refresh()
 

@@ -1,0 +1,107 @@
+"""Building blocks shared by the configuration sections: the base model, sizes and durations,
+password fields, readable files, and how a problem found early is reported on its field."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Annotated, Any
+
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+
+from gateway.config.secrets import SecretError, read_password_file, resolve_password
+from gateway.units import format_duration, parse_duration, parse_size
+
+__all__ = [
+    "ByteSize",
+    "ConfigModel",
+    "Duration",
+    "Rejected",
+    "base_dir",
+    "in_range",
+    "not_empty",
+    "readable_file",
+    "refuse",
+    "resolve_password_fields",
+]
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+"""A size in bytes; accepts an int or a string such as ``500MB`` or ``2GiB``."""
+Duration = Annotated[float, AllowInfNan(False), BeforeValidator(parse_duration)]
+"""A duration in seconds; accepts a number or a string such as ``90s``, ``15m`` or ``30d``."""
+
+
+class ConfigModel(BaseModel):
+    """Base of every configuration model: unknown keys are refused, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Put in place of an input value by the camera pre-check; fails that field's validation."""
+
+    reason: str
+
+
+def base_dir(info: ValidationInfo) -> Path:
+    """The directory relative file names are relative to: the validation context's ``base_dir``."""
+    context = info.context if isinstance(info.context, Mapping) else {}
+    return Path(context.get("base_dir") or Path.cwd())
+
+
+def resolve_password_fields(out: dict[str, Any], base_dir: Path) -> None:
+    """Resolve ``password`` (literal or ``${ENV}``) or ``password_file`` in ``out``, in place.
+
+    The resolved password goes to ``out["password"]``; a problem is recorded as :class:`Rejected`
+    on the field it belongs to.
+    """
+    password, password_file = out.get("password"), out.get("password_file")
+    if password is not None and password_file is not None:
+        out["password_file"] = Rejected("password and password_file are mutually exclusive")
+    elif isinstance(password, str):
+        try:
+            out["password"] = resolve_password(password)
+        except SecretError as exc:
+            out["password"] = Rejected(str(exc))
+    elif password_file == "":
+        out["password_file"] = Rejected("must not be empty")
+    elif isinstance(password_file, str | PurePath):
+        try:
+            out["password"] = read_password_file(Path(password_file), base_dir=base_dir)
+        except SecretError as exc:
+            out["password_file"] = Rejected(str(exc))
+
+
+def refuse(value: object) -> object:
+    """Raise the reason of a :class:`Rejected` value; pass any other value through."""
+    if isinstance(value, Rejected):
+        raise ValueError(value.reason)
+    return value
+
+
+def not_empty(value: object) -> object:
+    if value == "":
+        raise ValueError("must not be empty")
+    return value
+
+
+def in_range(value: float, low: float, high: float, bounds: str) -> float:
+    if not low <= value <= high:
+        raise ValueError(f"must be between {bounds}, got {format_duration(value)}")
+    return value
+
+
+def readable_file(path: Path, base_dir: Path) -> Path:
+    """``path`` made absolute against ``base_dir``; raise ValueError unless it can be read."""
+    full_path = path if path.is_absolute() else base_dir / path
+    try:
+        if not stat.S_ISREG(full_path.stat().st_mode):
+            raise ValueError(f"cannot read {full_path}: not a regular file")
+        with full_path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {full_path}: {exc.strerror or type(exc).__name__}") from None
+    return full_path

@@ -1,0 +1,138 @@
+"""The ``mqtt:`` section: the broker the gateway publishes its status to and takes commands from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from gateway.config.fields import (
+    ConfigModel,
+    Duration,
+    base_dir,
+    in_range,
+    not_empty,
+    readable_file,
+    refuse,
+    resolve_password_fields,
+)
+
+__all__ = ["MqttConfig", "MqttTlsConfig"]
+
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+_HOST = re.compile(r"[A-Za-z0-9.:-]+")
+
+
+class MqttTlsConfig(ConfigModel):
+    """TLS to the broker: the CA that signs its certificate, and an optional client certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = Field(default=None, validate_default=True)
+
+    @field_validator("ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _file_not_empty(cls, value: object) -> object:
+        return not_empty(value)
+
+    @field_validator("ca_file", "cert_file")
+    @classmethod
+    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else readable_file(value, base_dir(info))
+
+    @field_validator("key_file")
+    @classmethod
+    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" in info.data:
+            if info.data["cert_file"] is not None and value is None:
+                raise ValueError("required when cert_file is given (both or neither)")
+            if info.data["cert_file"] is None and value is not None:
+                raise ValueError("given without cert_file (both or neither)")
+        return None if value is None else readable_file(value, base_dir(info))
+
+
+class MqttConfig(ConfigModel):
+    """Status and events published under ``<topic_prefix>/<site_id>/``; commands taken there."""
+
+    host: str
+    port: int | None = None
+    """Default 1883, or 8883 with TLS."""
+    tls: MqttTlsConfig | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    topic_prefix: str = "camera-gateway"
+    client_id: str | None = None
+    """Default ``camera-gateway-<site_id>``."""
+    keepalive: Duration = 30.0
+    status_interval: Duration = 10.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = dict(data)
+        resolve_password_fields(out, base_dir(info))
+        return out
+
+    @field_validator("password", "password_file", mode="before")
+    @classmethod
+    def _refuse_rejected(cls, value: object) -> object:
+        return refuse(value)
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not _HOST.fullmatch(value):
+            raise ValueError("expected a host name or an IP address")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _check_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError(f"port must be 1..65535, got {value}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.fullmatch(value):
+            raise ValueError(
+                "use letters, digits, '_', '.', '-' and '/' between levels; "
+                "no wildcards (+, #), no leading or trailing '/'"
+            )
+        return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _check_client_id(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= len(value.encode()) <= 128:
+            raise ValueError("must be 1 to 128 bytes")
+        return value
+
+    @field_validator("keepalive")
+    @classmethod
+    def _check_keepalive(cls, value: float) -> float:
+        return in_range(value, 5.0, 600.0, "5s and 10m")
+
+    @field_validator("status_interval")
+    @classmethod
+    def _check_interval(cls, value: float) -> float:
+        return in_range(value, 1.0, 3600.0, "1s and 1h")
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+    def prefix(self, site_id: str) -> str:
+        """``<topic_prefix>/<site_id>``: the root of every topic of this gateway."""
+        return f"{self.topic_prefix}/{site_id}"
+
+    def effective_client_id(self, site_id: str) -> str:
+        return self.client_id or f"camera-gateway-{site_id}"

@@ -1,0 +1,5 @@
+"""Status, events and commands over MQTT: how a fleet of boxes is watched and driven."""
+
+from gateway.mqtt.publisher import MqttPublisher
+
+__all__ = ["MqttPublisher"]

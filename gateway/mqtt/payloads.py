@@ -1,0 +1,113 @@
+"""The JSON documents published over MQTT. Consumers must ignore fields they do not know:
+later versions add fields (``tamper``, ``compliance``, ...), never rename or remove them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway import __version__
+from gateway.clock import utc_iso
+from gateway.events import Event
+from gateway.state import CameraStatus
+from gateway.storage.store import StorageUsage
+
+__all__ = ["STALLED_AFTER", "camera_payload", "event_payload", "significant", "state_payload"]
+
+STALLED_AFTER = 2.0
+"""Seconds without a frame after which a connected camera counts as ``stalled``."""
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return utc_iso(timestamp) if timestamp is not None else None
+
+
+def camera_state(status: CameraStatus, now: float) -> str:
+    """``online``, ``offline``, ``stalled``, ``error`` or ``disabled``."""
+    if status.state == "online":
+        last = status.last_frame
+        if last is not None and now - last > STALLED_AFTER:
+            return "stalled"
+        return "online"
+    if status.state in ("error", "disabled"):
+        return status.state
+    return "offline"
+
+
+def camera_payload(status: CameraStatus) -> dict[str, Any]:
+    now = time.time()
+    state = camera_state(status, now)
+    forward = status.forward
+    error = status.error if state != "online" else None
+    return {
+        "state": state,
+        "since": _iso(status.since),
+        "last_frame": _iso(status.last_frame),
+        "fps": round(status.fps, 2),
+        "bitrate_kbps": round(status.bitrate / 1000, 1),
+        "codec": status.codec,
+        "width": status.width,
+        "height": status.height,
+        "recording": status.recorder.recording,
+        "recording_error": status.recorder.error,
+        "forward": forward.state if forward.mode != "off" else "off",
+        "forward_mode": forward.mode,
+        "forward_error": forward.error,
+        "forward_ends": _iso(forward.ends),
+        "error": error,
+    }
+
+
+_SIGNIFICANT = (
+    "state",
+    "codec",
+    "width",
+    "height",
+    "recording",
+    "recording_error",
+    "forward",
+    "forward_error",
+    "error",
+)
+
+
+def significant(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """The fields whose change is published at once (the rest waits for the interval)."""
+    return tuple(payload.get(key) for key in _SIGNIFICANT)
+
+
+def state_payload(
+    *,
+    site_id: str,
+    uptime: float,
+    cameras: list[CameraStatus],
+    storage: StorageUsage | None,
+    clock_synchronized: bool | None,
+) -> dict[str, Any]:
+    now = time.time()
+    online = sum(1 for c in cameras if camera_state(c, now) == "online")
+    return {
+        "site": site_id,
+        "version": __version__,
+        "uptime": round(uptime, 1),
+        "clock_synchronized": clock_synchronized,
+        "cameras": {"online": online, "total": len(cameras)},
+        "storage": None
+        if storage is None
+        else {
+            "used": storage.used,
+            "quota": storage.quota,
+            "free": storage.free,
+            "oldest_recording": _iso(storage.oldest),
+            "error": storage.error,
+        },
+    }
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    return {
+        "event": event.kind,
+        "time": utc_iso(event.time),
+        "camera": event.camera,
+        **event.fields,
+    }
