@@ -5,12 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint pytest clean system-demo system-test
+.PHONY: demo test bench lint pytest clean system-demo system-test
 
 demo: system-demo $(VENV)/.installed
 	$(BIN)/camera-gateway demo
 
 test: system-test $(VENV)/.installed lint pytest
+
+# Camera count and cost against an ffmpeg per camera; writes bench/results/ (about 10 minutes).
+bench: system-test $(VENV)/.installed
+	$(BIN)/python bench/run.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench
@@ -33,7 +37,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 		{ echo "camera-gateway needs Python >= 3.11 (found: $$($(PYTHON) --version))" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $@
 
 clean:

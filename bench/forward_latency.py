@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recording_cpu import ROOT, cpu_seconds, free_port, make_clip, rss_bytes
+from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes
 
 
 def _start(cmd: list[str]) -> subprocess.Popen[str]:
@@ -50,7 +50,7 @@ def _pull_directly(url: str, arrivals: dict[str, int], stop: threading.Event) ->
 
 
 def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, float]:
-    clip = make_clip(int(seconds) + 40)
+    clip = make_clip("1080p", 120)
     departures, arrivals = work / "departures.log", work / "arrivals.log"
     for log in (departures, arrivals):
         log.unlink(missing_ok=True)

@@ -11,77 +11,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "bench" / ".cache"
-CLIP = CACHE / "clip-1080p25-4M.mp4"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def make_clip(seconds: int) -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if not CLIP.exists():
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1920x1080:rate=25",
-                "-t",
-                str(seconds),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-b:v",
-                "4M",
-                "-maxrate",
-                "4M",
-                "-bufsize",
-                "8M",
-                "-g",
-                "50",
-                "-keyint_min",
-                "50",
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-                str(CLIP),
-            ],
-            check=True,
-        )
-    return CLIP
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes
 
 
 def main() -> int:
@@ -89,7 +26,7 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    clip = make_clip(int(args.seconds) + 40)
+    clip = make_clip("1080p", 120)
     work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     port = free_port()
     server = subprocess.Popen(

@@ -19,6 +19,7 @@ from gateway.media.packet import SessionInfo
 from gateway.source import Source, SourceError, open_source
 from gateway.state import CameraStatus
 from gateway.stream import Stream
+from gateway.threads import name_native_thread
 from gateway.units import format_duration
 
 __all__ = ["RETRY_MAX", "CameraWorker"]
@@ -80,6 +81,7 @@ class CameraWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        name_native_thread()
         while not self._stop.is_set():
             source = open_source(self.config)
             try:

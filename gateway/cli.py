@@ -17,6 +17,7 @@ from pathlib import Path
 from gateway import __version__
 from gateway.clock import utc_iso
 from gateway.config import Config, ConfigError, config_warnings, load_config
+from gateway.memory import limit_arenas
 from gateway.redact import RedactingFilter
 from gateway.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 from gateway.units import format_duration, format_size, parse_duration
@@ -29,6 +30,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_arenas()
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)

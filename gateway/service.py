@@ -26,6 +26,7 @@ from gateway.events import EventBus
 from gateway.forward.commands import CommandError, parse_command
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
+from gateway.memory import trim
 from gateway.metrics import MetricsSnapshot, serve_metrics
 from gateway.mqtt import MqttPublisher
 from gateway.mqtt.publisher import MqttView
@@ -42,6 +43,8 @@ STOP_TIMEOUT = 5.0
 """Seconds within which a stop finalises every open segment."""
 FIRST_ATTEMPT_WAIT = 10.0
 """Longest wait for every camera's first connection attempt before declaring readiness."""
+TRIM_EVERY = 60.0
+"""Seconds between returns of freed memory to the system."""
 _RESTART_ONLY = ("site_id", "storage", "metrics", "control", "audit", "mqtt", "uplink")
 
 
@@ -313,6 +316,7 @@ class Gateway:
         # Stuck for longer than systemd's whole watchdog timeout: that is a wedge.
         wedged_after = max(MIN_WEDGED_AFTER, 2 * interval) if interval else WEDGED_AFTER
         last_status = ""
+        last_trim = time.monotonic()
         reported: set[str] = set()
         while not self._stop.wait(tick):
             if self._reload.is_set():
@@ -331,5 +335,8 @@ class Gateway:
             if status != last_status:
                 self.notifier.status(status)
                 last_status = status
+            if time.monotonic() - last_trim >= TRIM_EVERY:
+                last_trim = time.monotonic()
+                trim()
             if end is not None and time.monotonic() >= end:
                 break

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo
+from gateway.threads import name_native_thread
 
 __all__ = ["Consumer", "Reader", "ReaderStats", "Stream"]
 
@@ -73,9 +74,19 @@ class Reader:
     """One consumer's queue and thread."""
 
     def __init__(
-        self, consumer: Consumer, *, camera_id: str, max_seconds: float, max_bytes: int
+        self,
+        consumer: Consumer,
+        *,
+        camera_id: str,
+        max_seconds: float,
+        max_bytes: int,
+        batch: float = 0.0,
     ) -> None:
         self.consumer = consumer
+        self.batch = batch
+        """Seconds to gather packets before waking the consumer (0: wake at each packet).
+        Waking a thread costs more than handling a packet; a consumer that is not in a hurry
+        (the recorder) takes its packets a few at a time."""
         self.camera_id = camera_id
         self.max_seconds = max_seconds
         self.max_bytes = max_bytes
@@ -127,7 +138,8 @@ class Reader:
             self._queue.append(packet)
             self._oldest.append(packet.received)
             self.stats.queued_bytes += len(packet.data)
-            self._cond.notify()
+            if not self.batch:
+                self._cond.notify()
 
     def control(self, item: _Start | _End) -> None:
         """Queue a session event; these are never dropped."""
@@ -175,25 +187,30 @@ class Reader:
                 self.stats.dropped_frames,
             )
 
-    def _next(self) -> _Item | None:
+    def _take(self) -> list[_Item]:
+        """Everything queued, after waiting for a batch or for the first item."""
         with self._cond:
-            if not self._queue and not self._stopping:
+            if self._stopping:
+                pass  # take what is left and finish
+            elif self.batch:
+                self._cond.wait(self.batch)  # session events and a stop still wake it at once
+            elif not self._queue:
                 self._cond.wait(TICK)
-            if not self._queue:
-                return None
-            item = self._queue.popleft()
-            if isinstance(item, Packet):
-                self._oldest.popleft()
-                self.stats.queued_bytes -= len(item.data)
-            return item
+            items = list(self._queue)
+            self._queue.clear()
+            self._oldest.clear()
+            self.stats.queued_bytes = 0
+            return items
 
     def _run(self) -> None:
+        name_native_thread()
         last_tick = time.monotonic()
         while True:
-            item = self._next()
-            if item is None and self._stopping:
+            items = self._take()
+            if not items and self._stopping:
                 break
-            self._call(item)
+            for item in items:
+                self._call(item)
             now = time.monotonic()
             if now - last_tick >= TICK:
                 last_tick = now
@@ -245,12 +262,22 @@ class Stream:
         return self._session
 
     def add_reader(
-        self, consumer: Consumer, *, max_seconds: float, max_bytes: int, replay_gop: bool = False
+        self,
+        consumer: Consumer,
+        *,
+        max_seconds: float,
+        max_bytes: int,
+        replay_gop: bool = False,
+        batch: float = 0.0,
     ) -> Reader:
         """Attach a consumer; it joins the current session at its next keyframe, or at once
         from the last keyframe with ``replay_gop`` if this stream keeps a GOP cache."""
         reader = Reader(
-            consumer, camera_id=self.camera_id, max_seconds=max_seconds, max_bytes=max_bytes
+            consumer,
+            camera_id=self.camera_id,
+            max_seconds=max_seconds,
+            max_bytes=max_bytes,
+            batch=batch,
         )
         with self._lock:
             if self._session is not None:

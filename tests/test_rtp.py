@@ -129,3 +129,21 @@ def test_basic_credentials() -> None:
     auth = rtsp._Auth.from_challenge('Basic realm="csu"', "res-0042", "pa:ss")
     token = base64.b64encode(b"res-0042:pa:ss").decode()
     assert auth.header("ANNOUNCE", "rtsp://x/y") == f"Basic {token}"
+
+
+def test_interleaved_framing_carries_exactly_the_rtp_packets() -> None:
+    idr = bytes([0x65]) + bytes(range(256)) * 20
+    access_unit = b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x01" + idr
+    reference, framed = RtpTrack("h264", 96, 90000), RtpTrack("h264", 96, 90000)
+    framed.ssrc, framed.sequence = reference.ssrc, reference.sequence
+    packets = reference.packetize(access_unit, 42)
+    stream = bytes(framed.interleaved(access_unit, 42, channel=2))
+    unframed = []
+    pos = 0
+    while pos < len(stream):
+        dollar, channel, size = struct.unpack_from("!cBH", stream, pos)
+        assert (dollar, channel) == (b"$", 2)
+        unframed.append(stream[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    assert unframed == packets
+    assert (framed.packets, framed.octets) == (reference.packets, reference.octets)

@@ -40,19 +40,31 @@ def payload_type(codec: str, sample_rate: int, channels: int, dynamic: int) -> i
     return dynamic
 
 
-def nal_units(data: bytes) -> Iterator[bytes]:
-    """The NAL units of an Annex B access unit, without start codes."""
+def nal_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each NAL unit of an Annex B access unit, start codes excluded."""
     start = data.find(b"\x00\x00\x01")
     while start >= 0:
         begin = start + 3
         following = data.find(b"\x00\x00\x01", begin)
         end = len(data) if following < 0 else following
-        nal = data[begin:end]
-        if following >= 0:
-            nal = nal.rstrip(b"\x00")  # the leading zero of the next 4-byte start code
-        if nal:
-            yield nal
+        while following >= 0 and end > begin and data[end - 1] == 0:
+            end -= 1  # the leading zero of the next 4-byte start code
+        if end > begin:
+            yield begin, end
         start = following
+
+
+def nal_units(data: bytes) -> Iterator[bytes]:
+    """The NAL units of an Annex B access unit, without start codes."""
+    for begin, end in nal_spans(data):
+        yield data[begin:end]
+
+
+_INTERLEAVED = struct.Struct("!cBHBBHII")
+"""RTSP interleaved frame header ($, channel, length) followed by the RTP header."""
+_RTP = struct.Struct("!BBHII")
+_Chunk = tuple[bytes, memoryview]
+"""One RTP payload: a payload header (FU indicator and header, AU header) and a slice of data."""
 
 
 @dataclass(slots=True)
@@ -73,32 +85,52 @@ class RtpTrack:
         """RTP timestamp of an instant given in seconds since the session's start."""
         return (self.origin + round(seconds * self.clock)) & 0xFFFFFFFF
 
+    def _chunks(self, data: bytes) -> list[_Chunk]:
+        view = memoryview(data)
+        if self.codec == "h264":
+            return list(_h264_chunks(data, view))
+        if self.codec == "hevc":
+            return list(_hevc_chunks(data, view))
+        if self.codec == "aac":
+            return [(struct.pack("!HH", 16, len(data) << 3), view)]
+        return [(b"", view[i : i + MAX_PAYLOAD]) for i in range(0, len(data), MAX_PAYLOAD)]
+
+    def _next_header(self, last: bool, timestamp: int) -> tuple[int, int, int, int, int]:
+        fields = (
+            0x80,
+            (0x80 if last else 0) | self.payload_type,
+            self.sequence,
+            timestamp,
+            self.ssrc,
+        )
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.packets += 1
+        return fields
+
     def packetize(self, data: bytes, timestamp: int) -> list[bytes]:
         """RTP packets (header included) carrying one access unit or audio frame."""
-        if self.codec == "h264":
-            payloads = list(_h264_payloads(data))
-        elif self.codec == "hevc":
-            payloads = list(_hevc_payloads(data))
-        elif self.codec == "aac":
-            payloads = [struct.pack("!HH", 16, len(data) << 3) + data]
-        else:
-            payloads = [data[i : i + MAX_PAYLOAD] for i in range(0, len(data), MAX_PAYLOAD)]
+        chunks = self._chunks(data)
+        last = len(chunks) - 1
         out = []
-        last = len(payloads) - 1
-        for index, payload in enumerate(payloads):
-            marker = 0x80 if index == last else 0
-            header = struct.pack(
-                "!BBHII",
-                0x80,
-                marker | self.payload_type,
-                self.sequence,
-                timestamp,
-                self.ssrc,
+        for index, (prefix, body) in enumerate(chunks):
+            self.octets += len(prefix) + len(body)
+            out.append(_RTP.pack(*self._next_header(index == last, timestamp)) + prefix + body)
+        self.last_timestamp = timestamp
+        return out
+
+    def interleaved(self, data: bytes, timestamp: int, channel: int) -> bytearray:
+        """The same packets framed for RTSP over TCP, built with one copy of the data."""
+        chunks = self._chunks(data)
+        last = len(chunks) - 1
+        out = bytearray()
+        for index, (prefix, body) in enumerate(chunks):
+            size = len(prefix) + len(body)
+            self.octets += size
+            out += _INTERLEAVED.pack(
+                b"$", channel, 12 + size, *self._next_header(index == last, timestamp)
             )
-            self.sequence = (self.sequence + 1) & 0xFFFF
-            self.packets += 1
-            self.octets += len(payload)
-            out.append(header + payload)
+            out += prefix
+            out += body
         self.last_timestamp = timestamp
         return out
 
@@ -121,39 +153,38 @@ class RtpTrack:
         )
 
 
-def _h264_payloads(data: bytes) -> Iterator[bytes]:
-    for nal in nal_units(data):
-        kind = nal[0] & 0x1F
+def _h264_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
+    for begin, end in nal_spans(data):
+        header = data[begin]
+        kind = header & 0x1F
         if kind == _H264_AUD:
             continue
-        if len(nal) <= MAX_PAYLOAD:
-            yield nal
+        if end - begin <= MAX_PAYLOAD:
+            yield b"", view[begin:end]
             continue
-        indicator = (nal[0] & 0xE0) | 28  # FU-A
-        chunk = MAX_PAYLOAD - 2
-        body = nal[1:]
-        for offset in range(0, len(body), chunk):
-            flags = 0x80 if offset == 0 else 0
-            if offset + chunk >= len(body):
+        indicator = (header & 0xE0) | 28  # FU-A
+        step = MAX_PAYLOAD - 2
+        for offset in range(begin + 1, end, step):
+            flags = 0x80 if offset == begin + 1 else 0
+            if offset + step >= end:
                 flags |= 0x40
-            yield bytes((indicator, flags | kind)) + body[offset : offset + chunk]
+            yield bytes((indicator, flags | kind)), view[offset : min(offset + step, end)]
 
 
-def _hevc_payloads(data: bytes) -> Iterator[bytes]:
-    for nal in nal_units(data):
-        if len(nal) < 2:
+def _hevc_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
+    for begin, end in nal_spans(data):
+        if end - begin < 2:
             continue
-        kind = (nal[0] >> 1) & 0x3F
+        kind = (data[begin] >> 1) & 0x3F
         if kind == _HEVC_AUD:
             continue
-        if len(nal) <= MAX_PAYLOAD:
-            yield nal
+        if end - begin <= MAX_PAYLOAD:
+            yield b"", view[begin:end]
             continue
-        header = bytes(((nal[0] & 0x81) | (49 << 1), nal[1]))  # FU, same layer and tid
-        chunk = MAX_PAYLOAD - 3
-        body = nal[2:]
-        for offset in range(0, len(body), chunk):
-            flags = 0x80 if offset == 0 else 0
-            if offset + chunk >= len(body):
+        header = bytes(((data[begin] & 0x81) | (49 << 1), data[begin + 1]))  # FU, same layer/tid
+        step = MAX_PAYLOAD - 3
+        for offset in range(begin + 2, end, step):
+            flags = 0x80 if offset == begin + 2 else 0
+            if offset + step >= end:
                 flags |= 0x40
-            yield header + bytes((flags | kind,)) + body[offset : offset + chunk]
+            yield header + bytes((flags | kind,)), view[offset : min(offset + step, end)]

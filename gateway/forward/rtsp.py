@@ -92,19 +92,16 @@ class RtspPublisher:
         channel, rtp = entry
         if self._base is None:
             self._base = packet.seconds
-        timestamp = rtp.timestamp(float(packet.pts * packet.time_base) - self._base)
-        frames = [
-            struct.pack("!cBH", b"$", channel, len(p)) + p
-            for p in rtp.packetize(packet.data, timestamp)
-        ]
+        timestamp = rtp.timestamp(packet.pts * packet.scale - self._base)
+        frames = rtp.interleaved(packet.data, timestamp, channel)
         now = time.monotonic()
         if now - self._last_report >= _SENDER_REPORT_EVERY and packet.is_video:
             self._last_report = now
             for ch, track in self._channels.values():
                 if track.packets:
                     report = track.sender_report(wall_at(packet.received), track.last_timestamp)
-                    frames.append(struct.pack("!cBH", b"$", ch + 1, len(report)) + report)
-        self._write(b"".join(frames))
+                    frames += struct.pack("!cBH", b"$", ch + 1, len(report)) + report
+        self._write(frames)
 
     def poll(self) -> None:
         self._drain_incoming()
@@ -164,7 +161,7 @@ class RtspPublisher:
         self._last_request = time.monotonic()
         return self._cseq
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         try:
             self._sock.sendall(data)
         except TimeoutError:

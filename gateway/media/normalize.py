@@ -41,6 +41,9 @@ class RawPacket:
 @dataclass(slots=True)
 class _TrackState:
     track: Track
+    tick: float = 0.0
+    max_jump: int = 0
+    """MAX_JUMP_SECONDS in this track's time base."""
     last_raw: int | None = None
     """Input dts of the previous packet as demuxed (None if it had none)."""
     last_in: int | None = None
@@ -63,7 +66,12 @@ class Normalizer:
 
     def __init__(self, tracks: tuple[Track, ...], *, camera_id: str) -> None:
         self._camera_id = camera_id
-        self._tracks = {t.index: _TrackState(t) for t in tracks}
+        self._tracks = {
+            t.index: _TrackState(
+                t, tick=float(t.time_base), max_jump=round(MAX_JUMP_SECONDS / t.time_base)
+            )
+            for t in tracks
+        }
         self._origin: float | None = None
 
     @property
@@ -111,7 +119,7 @@ class Normalizer:
                     self._origin = float(-state.offset * tb)
         else:
             step = dts_in - state.last_in
-            if abs(step * tb) > MAX_JUMP_SECONDS:
+            if abs(step) > state.max_jump:
                 state.discontinuities += 1
                 assert state.last_out is not None
                 state.offset = state.last_out + guess - dts_in
@@ -148,6 +156,7 @@ class Normalizer:
             dts=dts,
             duration=raw.duration or guess,
             time_base=track.time_base,
+            tick=state.tick,
             keyframe=raw.keyframe,
             is_video=track.kind == "video",
             received=raw.received,

@@ -35,6 +35,9 @@ class Packet:
     is_video: bool
     received: float
     """``time.monotonic()`` when the source received it."""
+    tick: float = 0.0
+    """Seconds per time-base unit, as a float (0: compute it from ``time_base``). Hot paths use
+    it instead of exact ``Fraction`` arithmetic, which costs microseconds per packet."""
     continuation: bool = False
     """More of the previous packet's picture (same timestamps), split apart by the camera.
 
@@ -49,9 +52,19 @@ class Packet:
         return self.is_video and self.keyframe and not self.continuation
 
     @property
+    def scale(self) -> float:
+        """Seconds per time-base unit."""
+        return self.tick or float(self.time_base)
+
+    @property
     def seconds(self) -> float:
         """Decode time in seconds since the start of the session."""
-        return float(self.dts * self.time_base)
+        return self.dts * self.scale
+
+    @property
+    def end_seconds(self) -> float:
+        """When the packet stops being shown, in seconds since the start of the session."""
+        return (self.pts + self.duration) * self.scale
 
 
 @dataclass(frozen=True, slots=True)

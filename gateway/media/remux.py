@@ -94,5 +94,4 @@ class Remuxer:
         self.container.mux(out)
         if track.kind == "video" or not self._has_video:
             self.frames += track.kind == "video"
-            end = float((packet.pts + packet.duration) * packet.time_base)
-            self.end_seconds = max(self.end_seconds, end)
+            self.end_seconds = max(self.end_seconds, packet.end_seconds)

@@ -116,7 +116,7 @@ class Recorder:
 
     def _should_cut(self, packet: Packet) -> bool:
         # Half a frame of slack: camera clocks put keyframes a few ticks either side of a second.
-        slack = float(packet.duration * packet.time_base) / 2
+        slack = packet.duration * packet.scale / 2
         if packet.seconds - self._segment_base + slack >= self._segment_duration:
             return True
         step = self._clock.step()

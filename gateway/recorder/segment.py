@@ -1,8 +1,10 @@
-"""One segment file: fragmented MP4 written by stream copy, synced to disk twice a second.
+"""One segment file: fragmented MP4 written by stream copy, synced as each fragment lands.
 
-Fragments are cut every :data:`FRAGMENT_SECONDS` and the file is ``fdatasync``-ed every
-:data:`SYNC_SECONDS`, so a crash or power cut loses at most about one second of video; everything
-before the last complete fragment plays. The file carries the ``.part`` suffix until closed.
+Fragments are cut every :data:`FRAGMENT_SECONDS`; the file only grows when a fragment is
+written, and it is ``fdatasync``-ed when it has grown and :data:`SYNC_SECONDS` have passed, so
+about twice a second. A crash or power cut loses less than one second of video (the fragment
+being built, and the packets the recorder had not taken yet); everything before the last
+complete fragment plays. The file carries the ``.part`` suffix until closed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["FRAGMENT_SECONDS", "SYNC_SECONDS", "SegmentInfo", "SegmentWriter", "
 log = logging.getLogger(__name__)
 
 FRAGMENT_SECONDS = 0.5
-SYNC_SECONDS = 0.5
+SYNC_SECONDS = 0.25
 _MUXER_OPTIONS = {
     # empty_moov: headers first, so the file is readable from its first fragment on.
     # default_base_moof: self-contained fragments, as players and our repair expect.

@@ -1,18 +1,34 @@
-"""Identity of an H.264 access unit across stream copy: the sha1 of its slice NAL units."""
+"""Identity of an H.264 picture across stream copy: the sha1 of its first slice.
+
+Stream copy never changes slice bytes. A picture's first slice (``first_mb_in_slice`` = 0, the
+first bit after the NAL header) identifies it even where a depayloader or muxer splits the
+picture in two: only the part holding the first slice carries the identity.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 
-def slice_digest(data: bytes) -> str:
-    """sha1 of the VCL NAL units of an Annex B access unit (what stream copy never changes)."""
-    digest = hashlib.sha1()
+def first_slice_digest(nals: Iterable[bytes]) -> str:
+    """sha1 of the first slice of a picture among its NAL units; '' if none is there."""
+    for nal in nals:
+        if len(nal) > 1 and nal[0] & 0x1F in (1, 5) and nal[1] & 0x80:
+            return hashlib.sha1(nal).hexdigest()
+    return ""
+
+
+def annexb_nals(data: bytes) -> list[bytes]:
+    nals = []
     i = data.find(b"\x00\x00\x01")
     while i >= 0:
         j = data.find(b"\x00\x00\x01", i + 3)
-        nal = data[i + 3 : j if j >= 0 else len(data)].rstrip(b"\x00")
-        if nal and nal[0] & 0x1F in (1, 5):
-            digest.update(nal)
+        nals.append(data[i + 3 : j if j >= 0 else len(data)].rstrip(b"\x00"))
         i = j
-    return digest.hexdigest()
+    return nals
+
+
+def slice_digest(data: bytes) -> str:
+    """The picture identity of an Annex B access unit ('' if it holds no first slice)."""
+    return first_slice_digest(annexb_nals(data))

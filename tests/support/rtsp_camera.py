@@ -84,8 +84,10 @@ def log_departures(
         if ok:
             data = bytes(mapped.data)
             buffer.unmap(mapped)
-            out.write(f"{time.monotonic_ns()} {path} {slice_digest(data)}\n")
-            out.flush()
+            digest = slice_digest(data)
+            if digest:
+                out.write(f"{time.monotonic_ns()} {path} {digest}\n")
+                out.flush()
         return Gst.PadProbeReturn.OK
 
     pad = media.get_element().get_by_name("pay0").get_static_pad("sink")

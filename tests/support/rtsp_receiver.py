@@ -99,7 +99,9 @@ def main() -> None:
                 if ok:
                     data = bytes(mapped.data)
                     buffer.unmap(mapped)
-                    arrivals.write(f"{time.monotonic_ns()} {path} {slice_digest(data)}\n")
+                    digest = slice_digest(data)
+                    if digest:
+                        arrivals.write(f"{time.monotonic_ns()} {path} {digest}\n")
                 return Gst.PadProbeReturn.OK
 
             pad.add_probe(Gst.PadProbeType.BUFFER, probe)

@@ -1,0 +1,28 @@
+"""Native names for the daemon's threads, so ``top -H``, ``ps -L`` and profilers tell them apart."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+
+__all__ = ["name_native_thread"]
+
+_PR_SET_NAME = 15
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def name_native_thread() -> None:
+    """Give the calling OS thread its Python name (the kernel keeps 15 bytes)."""
+    libc = _libc()
+    if libc is None:
+        return
+    name = threading.current_thread().name.encode()[:15]
+    libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
