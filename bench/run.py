@@ -39,6 +39,7 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    CLIPS,
     ROOT,
     TICKS,
     avcc_digest,
@@ -397,11 +398,12 @@ def main() -> int:
     parser.add_argument("--no-search", action="store_true", help="skip the search for the limit")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot of latest.json")
+    parser.add_argument("--profile", default="1080p", choices=sorted(CLIPS), help="camera clips")
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads((args.out / "latest.json").read_text()), args.out / "latest.png")
         return 0
-    clip = make_clip("1080p", 120)
+    clip = make_clip(args.profile, 120)
     counts = [int(c) for c in args.cameras.split(",")]
     began = time.monotonic()
     points = []
@@ -445,7 +447,10 @@ def main() -> int:
             ),
             "cores": len(os.sched_getaffinity(0)),
         },
-        "source": "1080p25 H.264 4 Mbit/s, 2 s GOP, replayed in real time",
+        "source": (
+            f"{CLIPS[args.profile][0]} at 25 fps, H.264 {CLIPS[args.profile][1]}bit/s, "
+            "2 s GOP, replayed in real time"
+        ),
         "windows": args.windows,
         "window_seconds": args.window,
         "largest_lossless_cameras": best,
