@@ -6,11 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import av
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-from digest import first_slice_digest  # noqa: E402
+from digest import avcc_digest  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -109,7 +112,8 @@ def start_ready(cmd: list[str], log: Path) -> subprocess.Popen[str]:
 
 
 def start_cameras(n: int, clip: Path, work: Path) -> tuple[subprocess.Popen[str], int, Path]:
-    """N cameras replaying ``clip`` (each client gets its own pipeline), logging departures."""
+    """N cameras replaying ``clip`` (each client gets its own pipeline), logging when each
+    keyframe leaves (see :func:`clip_frames` for the other pictures)."""
     port = free_port()
     departures = work / "departures.log"
     cmd = [
@@ -117,7 +121,7 @@ def start_cameras(n: int, clip: Path, work: Path) -> tuple[subprocess.Popen[str]
         str(ROOT / "tests/support/rtsp_camera.py"),
         "--port",
         str(port),
-        "--departures",
+        "--keyframe-departures",
         str(departures),
     ]
     for i in range(n):
@@ -125,10 +129,17 @@ def start_cameras(n: int, clip: Path, work: Path) -> tuple[subprocess.Popen[str]
     return start_ready(cmd, work / "cameras.log"), port, departures
 
 
-def start_centre(n: int, work: Path) -> tuple[subprocess.Popen[str], int, Path]:
-    """The centre's RTSP ingest for N cameras, logging arrivals."""
+def start_centre(
+    n: int, work: Path, kind: str = "light"
+) -> tuple[subprocess.Popen[str], int, Path]:
+    """The centre's RTSP ingest for N cameras, logging arrivals: ``light`` is bench/centre.py,
+    ``gstreamer`` the GStreamer RTSP server the tests use (costlier: see bench/centre.py)."""
     port = free_port()
     arrivals = work / "arrivals.log"
+    if kind == "light":
+        cmd = [sys.executable, str(ROOT / "bench/centre.py"), "--port", str(port)]
+        cmd += ["--arrivals", str(arrivals)]
+        return start_ready(cmd, work / "centre.log"), port, arrivals
     cmd = [
         SYSTEM_PYTHON,
         str(ROOT / "tests/support/rtsp_receiver.py"),
@@ -138,18 +149,52 @@ def start_centre(n: int, work: Path) -> tuple[subprocess.Popen[str], int, Path]:
         str(work / "centre"),
         "--arrivals",
         str(arrivals),
+        "--discard",
     ]
     for i in range(n):
         cmd += ["--path", f"/bench/cam{i}"]
     return start_ready(cmd, work / "centre.log"), port, arrivals
 
 
-def avcc_digest(data: bytes) -> str:
-    """The picture identity (tests/support/digest.py) of a length-prefixed (MP4) access unit."""
-    nals = []
-    pos = 0
-    while pos + 4 <= len(data):
-        size = int.from_bytes(data[pos : pos + 4], "big")
-        nals.append(data[pos + 4 : pos + 4 + size])
-        pos += 4 + size
-    return first_slice_digest(nals)
+@dataclass(frozen=True, slots=True)
+class ClipFrame:
+    seconds: float
+    """Presentation time in the clip."""
+    digest: str
+    keyframe: bool
+
+
+def clip_frames(clip: Path) -> list[ClipFrame]:
+    """Every picture of a clip in sending order, with its identity (tests/support/digest.py)."""
+    frames = []
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                frames.append(
+                    ClipFrame(
+                        float(packet.pts * stream.time_base),
+                        avcc_digest(bytes(packet)),
+                        packet.is_keyframe,
+                    )
+                )
+    return frames
+
+
+def expand_departures(
+    keyframes: list[tuple[int, str, str]], frames: list[ClipFrame]
+) -> list[tuple[int, str, str]]:
+    """Departure of every picture from the departure of each keyframe: the camera replays the
+    clip in real time, so a picture leaves its GOP's keyframe's time plus its own offset."""
+    index = {f.digest: i for i, f in enumerate(frames) if f.keyframe}
+    out = []
+    for ns, mount, digest in keyframes:
+        first = index.get(digest)
+        if first is None:
+            continue
+        start = frames[first].seconds
+        for frame in frames[first:]:
+            if frame.keyframe and frame is not frames[first]:
+                break
+            out.append((ns + round((frame.seconds - start) * 1e9), mount, frame.digest))
+    return out

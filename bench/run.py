@@ -8,12 +8,18 @@ For each number of cameras N, with the same sources, the same centre and the sam
   and an RTSP push): what an integrator would wire instead, and close to the practical limit.
 
 Cameras are the GStreamer RTSP server replaying a pre-encoded 1080p25 H.264 clip (4 Mbit/s,
-2 s GOP), one pipeline per client, paced in real time; the centre is the GStreamer RTSP ingest.
-Each access unit is identified by the hash of its slices, which stream copy never changes, so
-loss and latency are counted exactly: cameras log each picture sent, the centre each picture
-received, and the recordings are read back.
+2 s GOP), one pipeline per client, paced in real time; the centre is bench/centre.py, a light
+RTSP ingest (``--centre gstreamer`` uses the tests' GStreamer ingest instead).
+Each access unit is identified by the hash of its first slice, which stream copy never changes,
+so loss and latency are counted exactly: cameras log when each keyframe leaves (the other
+pictures leave at their timestamps after it: the clip is replayed in real time), the centre logs
+each picture received, and the recordings are read back. The harness is kept light, because it
+shares the box with what it measures: the cameras send the clip as stored, without a parser,
+with a Python callback per keyframe only, and the centre looks at nothing but RTP headers and
+first slices.
 
 Usage: python bench/run.py [--cameras 1,4,16,32,64] [--windows 3] [--window 6] [--no-search]
+       [--profile 1080p|720p] [--centre light|gstreamer]
 Writes bench/results/latest.json, latest.md and latest.png.
 """
 
@@ -42,8 +48,11 @@ from common import (
     CLIPS,
     ROOT,
     TICKS,
+    ClipFrame,
     avcc_digest,
+    clip_frames,
     cpu_ticks,
+    expand_departures,
     free_port,
     make_clip,
     rss_bytes,
@@ -198,12 +207,19 @@ def _read_log(path: Path) -> list[tuple[int, str, str]]:
 
 
 def measure(
-    kind: type[System], n: int, clip: Path, *, windows: int, window: float
+    kind: type[System],
+    n: int,
+    clip: Path,
+    frames: list[ClipFrame],
+    *,
+    windows: int,
+    window: float,
+    centre_kind: str,
 ) -> dict[str, Any]:
     """One point: N cameras, one system, ``windows`` measurement windows."""
     work = Path(tempfile.mkdtemp(prefix=f"cg-bench-{kind.name}-{n}-"))
     cameras, cam_port, departures = start_cameras(n, clip, work)
-    centre, centre_port, arrivals = start_centre(n, work)
+    centre, centre_port, arrivals = start_centre(n, work, centre_kind)
     system = kind(n, cam_port, centre_port, work)
     started = time.monotonic()
     system.start()
@@ -246,14 +262,14 @@ def measure(
 
     first_ns, last_ns = samples[0]["start_ns"], samples[-1]["end_ns"]
     sent: dict[str, dict[str, int]] = defaultdict(dict)
-    for ns, mount, digest in _read_log(departures):
+    for ns, mount, digest in expand_departures(_read_log(departures), frames):
         if first_ns <= ns <= last_ns:
             sent[mount.strip("/")].setdefault(digest, ns)
     arrived: dict[str, dict[str, int]] = defaultdict(dict)
     for ns, path, digest in _read_log(arrivals):
         arrived[path.rsplit("/", 1)[-1]].setdefault(digest, ns)
     recorded = _recorded_digests(system)
-    frames = sum(len(v) for v in sent.values())
+    sent_frames = sum(len(v) for v in sent.values())
     lost_forward = sum(len(set(v) - set(arrived[c])) for c, v in sent.items())
     lost_record = sum(len(set(v) - recorded[c]) for c, v in sent.items())
     latencies = sorted(
@@ -281,7 +297,7 @@ def measure(
         "rss_mib": spread("rss_mib"),
         "harness_cpu_percent": spread("harness_cpu_percent"),
         "disk_mbit_s": spread("disk_mbit_s"),
-        "frames_sent": frames,
+        "frames_sent": sent_frames,
         "frames_not_recorded": lost_record,
         "frames_not_forwarded": lost_forward,
         "latency_ms": {
@@ -399,11 +415,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot of latest.json")
     parser.add_argument("--profile", default="1080p", choices=sorted(CLIPS), help="camera clips")
+    parser.add_argument(
+        "--centre",
+        default="light",
+        choices=("light", "gstreamer"),
+        help="the centre's ingest: bench/centre.py, or the GStreamer RTSP server of the tests",
+    )
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads((args.out / "latest.json").read_text()), args.out / "latest.png")
         return 0
     clip = make_clip(args.profile, 120)
+    frames = clip_frames(clip)
     counts = [int(c) for c in args.cameras.split(",")]
     began = time.monotonic()
     points = []
@@ -411,7 +434,15 @@ def main() -> int:
     def run(n: int) -> dict[str, Any]:
         result = None
         for kind in (Gateway, Ffmpeg):
-            point = measure(kind, n, clip, windows=args.windows, window=args.window)
+            point = measure(
+                kind,
+                n,
+                clip,
+                frames,
+                windows=args.windows,
+                window=args.window,
+                centre_kind=args.centre,
+            )
             print(json.dumps(point), flush=True)
             points.append(point)
             if kind is Gateway:
@@ -427,10 +458,10 @@ def main() -> int:
         elif worst_lossy is None or n < worst_lossy:
             worst_lossy = n
     if not args.no_search:
-        # Largest N with zero loss: double past the list, then halve the interval once or twice.
+        # Largest N with zero loss: half as many again past the list, then halve the interval.
         low, high = best, worst_lossy
         for _ in range(3):
-            n = low * 2 if high is None else (low + high) // 2
+            n = low + max(1, low // 2) if high is None else (low + high) // 2
             if n <= low or (high is not None and n >= high):
                 break
             if lossless(run(n)):
@@ -451,6 +482,7 @@ def main() -> int:
             f"{CLIPS[args.profile][0]} at 25 fps, H.264 {CLIPS[args.profile][1]}bit/s, "
             "2 s GOP, replayed in real time"
         ),
+        "centre": args.centre,
         "windows": args.windows,
         "window_seconds": args.window,
         "largest_lossless_cameras": best,

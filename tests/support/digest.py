@@ -29,6 +29,22 @@ def annexb_nals(data: bytes) -> list[bytes]:
     return nals
 
 
+def avcc_nals(data: bytes) -> list[bytes]:
+    """The NAL units of a length-prefixed (MP4, "avc") access unit."""
+    nals = []
+    pos = 0
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        nals.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return nals
+
+
 def slice_digest(data: bytes) -> str:
     """The picture identity of an Annex B access unit ('' if it holds no first slice)."""
     return first_slice_digest(annexb_nals(data))
+
+
+def avcc_digest(data: bytes) -> str:
+    """The picture identity of a length-prefixed (MP4) access unit."""
+    return first_slice_digest(avcc_nals(data))

@@ -1,6 +1,7 @@
 """A real RTSP camera for the tests: the GStreamer RTSP server, run with the system Python.
 
 Usage: /usr/bin/python3 rtsp_camera.py --port PORT [--tls CERT KEY] [--auth USER:PASS]
+       [--departures FILE] [--keyframe-departures FILE]
        --mount /path[:codec=h264][:width=640][:height=360][:fps=25][:gop=25][:audio=aac|pcma|pcmu]
        [:bitrate=800][:pattern=ball|snow|...][:clip=FILE][:shared=1]
 
@@ -14,13 +15,14 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from digest import slice_digest  # noqa: E402
+from digest import avcc_digest, slice_digest  # noqa: E402
 from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
 
 
@@ -48,11 +50,19 @@ def video_branch(opts: dict[str, str]) -> str:
     return f"{src} ! {enc}"
 
 
-def clip_branch(path: str) -> str:
+def clip_branch(path: str, keyframes: bool) -> str:
+    """Replays an MP4 clip as it is stored (length-prefixed access units; the payloader takes
+    them without a parser). With ``keyframes``, a side branch holds only the keyframes, for
+    :func:`log_keyframe_departures`."""
+    side = (
+        "t. ! identity drop-buffer-flags=delta-unit ! queue"
+        " ! fakesink name=keys sync=false async=false "
+        if keyframes
+        else ""
+    )
     return (
-        f"filesrc location={path} ! qtdemux ! h264parse"
-        " ! video/x-h264,stream-format=byte-stream,alignment=au"
-        " ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        f"filesrc location={path} ! qtdemux ! tee name=t {side}"
+        "t. ! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
 
 
@@ -75,22 +85,41 @@ def log_departures(
     media: GstRtspServer.RTSPMedia,
     out: TextIO,
     path: str,
+    identity: Callable[[bytes], str],
 ) -> None:
     """Log each access unit as it enters the payloader (for latency measurements)."""
 
     def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         buffer = info.get_buffer()
-        ok, mapped = buffer.map(Gst.MapFlags.READ)
-        if ok:
-            data = bytes(mapped.data)
-            buffer.unmap(mapped)
-            digest = slice_digest(data)
-            if digest:
-                out.write(f"{time.monotonic_ns()} {path} {digest}\n")
-                out.flush()
+        digest = identity(buffer.extract_dup(0, buffer.get_size()))
+        if digest:
+            out.write(f"{time.monotonic_ns()} {path} {digest}\n")
+            out.flush()
         return Gst.PadProbeReturn.OK
 
     pad = media.get_element().get_by_name("pay0").get_static_pad("sink")
+    pad.add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
+def log_keyframe_departures(
+    _factory: GstRtspServer.RTSPMediaFactory,
+    media: GstRtspServer.RTSPMedia,
+    out: TextIO,
+    path: str,
+) -> None:
+    """Log each keyframe of a clip as it enters the payloader. A Python probe on every picture
+    costs the camera more than the gateway spends on it; the clip is replayed in real time, so
+    the other pictures' departures follow from their timestamps."""
+
+    def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buffer = info.get_buffer()
+        digest = avcc_digest(buffer.extract_dup(0, buffer.get_size()))
+        if digest:
+            out.write(f"{time.monotonic_ns()} {path} {digest}\n")
+            out.flush()
+        return Gst.PadProbeReturn.OK
+
+    pad = media.get_element().get_by_name("keys").get_static_pad("sink")
     pad.add_probe(Gst.PadProbeType.BUFFER, probe)
 
 
@@ -108,6 +137,9 @@ def main() -> None:
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve RTSPS")
     parser.add_argument(
         "--departures", help="log '<CLOCK_MONOTONIC ns> <mount> <slice sha1>' per access unit sent"
+    )
+    parser.add_argument(
+        "--keyframe-departures", help="the same for the keyframes of clip mounts only (cheap)"
     )
     args = parser.parse_args()
 
@@ -136,7 +168,8 @@ def main() -> None:
 
     for spec in args.mount:
         path, opts = parse_mount(spec)
-        launch = clip_branch(opts["clip"]) if "clip" in opts else video_branch(opts)
+        keyframes = bool(args.keyframe_departures) and "clip" in opts
+        launch = clip_branch(opts["clip"], keyframes) if "clip" in opts else video_branch(opts)
         if "audio" in opts:
             launch = f"{launch} {audio_branch(opts['audio'])}"
         factory = GstRtspServer.RTSPMediaFactory()
@@ -144,7 +177,11 @@ def main() -> None:
         factory.set_shared(opts.get("shared", "1") == "1")
         if args.departures:
             departures = open(args.departures, "a")  # noqa: SIM115 - open for the server's life
-            factory.connect("media-configure", log_departures, departures, path)
+            identity = avcc_digest if "clip" in opts else slice_digest  # clips stay length-prefixed
+            factory.connect("media-configure", log_departures, departures, path, identity)
+        if keyframes:
+            keys = open(args.keyframe_departures, "a")  # noqa: SIM115 - open for the server's life
+            factory.connect("media-configure", log_keyframe_departures, keys, path)
         if auth is not None:
             role = "user" if args.auth else "anonymous"
             permissions = GstRtspServer.RTSPPermissions()

@@ -4,10 +4,11 @@ The GStreamer RTSP server in RECORD mode: clients push with ANNOUNCE/RECORD over
 over TLS and with a password. Each push session is written to its own MPEG-TS file
 ``<out>/<path>-<n>.ts`` (paths' slashes become '_'), readable by ffprobe while it grows.
 With ``--arrivals FILE``, one line per received video access unit: ``<CLOCK_MONOTONIC ns>
-<path> <sha1 of its slice data>``, to measure latency against the camera.
+<path> <sha1 of its slice data>``, to measure latency against the camera. With ``--discard``,
+nothing is written (a benchmark's centre, which only logs arrivals).
 
 Usage: /usr/bin/python3 rtsp_receiver.py --port PORT --out DIR [--codec h264|h265]
-       [--tls CERT KEY] [--auth USER:PASS] [--arrivals FILE] [--path /site/cam ...]
+       [--tls CERT KEY] [--auth USER:PASS] [--arrivals FILE] [--discard] [--path /site/cam ...]
 Prints ``READY <port>`` once listening.
 """
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--digest", action="store_true", help="ask for Digest, not Basic")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--arrivals", type=Path)
+    parser.add_argument("--discard", action="store_true", help="write no files")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -77,10 +79,12 @@ def main() -> None:
     depay = "rtph264depay" if args.codec == "h264" else "rtph265depay"
     parse = "h264parse" if args.codec == "h264" else "h265parse"
     caps = "video/x-h264" if args.codec == "h264" else "video/x-h265"
-    launch = (
-        f"( {depay} name=depay0 ! {caps},stream-format=byte-stream,alignment=au ! {parse}"
-        " ! mpegtsmux ! filesink name=sink sync=false )"
+    output = (
+        "fakesink sync=false async=false"
+        if args.discard
+        else f"{parse} ! mpegtsmux ! filesink name=sink sync=false"
     )
+    launch = f"( {depay} name=depay0 ! {caps},stream-format=byte-stream,alignment=au ! {output} )"
 
     def on_configure(
         _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia, path: str
@@ -89,7 +93,8 @@ def main() -> None:
         element = media.get_element()
         name = path.strip("/").replace("/", "_") or "root"
         location = str(args.out / f"{name}-{counter[0]}.ts")
-        element.get_by_name("sink").set_property("location", location)
+        if not args.discard:
+            element.get_by_name("sink").set_property("location", location)
         if arrivals is not None:
             pad = element.get_by_name("depay0").get_static_pad("src")
 
