@@ -12,7 +12,7 @@ demo: system-demo $(VENV)/.installed
 
 test: system-test $(VENV)/.installed lint pytest
 
-# Camera count and cost against an ffmpeg per camera; writes bench/results/ (about 10 minutes).
+# Camera count and cost against an ffmpeg per camera; writes bench/results/ (about 9 minutes).
 bench: system-test $(VENV)/.installed
 	$(BIN)/python bench/run.py
 
