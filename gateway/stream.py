@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,9 +82,16 @@ class Reader:
         max_seconds: float,
         max_bytes: int,
         batch: float = 0.0,
+        inline: Callable[[Packet], bool] | None = None,
     ) -> None:
         self.consumer = consumer
         self.batch = batch
+        self.inline = inline
+        """Called on the source thread when nothing is queued and the consumer is idle; it
+        handles the packet without blocking and returns True, or returns False to have it
+        queued. Saves waking the reader's thread for every packet."""
+        self._idle = threading.Lock()
+        """Held while the consumer runs, on either thread: one call at a time."""
         """Seconds to gather packets before waking the consumer (0: wake at each packet).
         Waking a thread costs more than handling a packet; a consumer that is not in a hurry
         (the recorder) takes its packets a few at a time."""
@@ -122,13 +130,21 @@ class Reader:
         self._thread.start()
 
     def offer(self, packet: Packet) -> None:
-        """Queue a packet, or drop it (and the rest of its GOP) if this reader is behind."""
+        """Hand a packet over: at once through ``inline`` when nothing is queued and the
+        consumer is idle, else queued, or dropped (with the rest of its GOP) if the reader is
+        behind."""
         with self._cond:
             if self._stopping:
                 return
             if self._resync and not packet.starts_gop:
                 if not self._joining:
                     self._count_drop(packet)
+                return
+            now = self.inline is not None and not self._queue and self._idle.acquire(False)
+        if now and self._call_inline(packet):
+            return
+        with self._cond:
+            if self._stopping:
                 return
             if not self._has_room(packet):
                 self._count_drop(packet)
@@ -140,6 +156,24 @@ class Reader:
             self.stats.queued_bytes += len(packet.data)
             if not self.batch:
                 self._cond.notify()
+
+    def _call_inline(self, packet: Packet) -> bool:
+        """Run ``inline`` on this (the source's) thread; the caller holds ``_idle``."""
+        assert self.inline is not None
+        try:
+            handled = self.inline(packet)
+            if handled:
+                self.stats.delivered += 1
+        except Exception:
+            self.stats.errors += 1
+            log.exception("camera %s: %s failed", self.camera_id, self.consumer.name)
+            handled = True  # the packet is lost, not retried
+        finally:
+            self._idle.release()
+        if handled:
+            with self._cond:
+                self._resync = self._joining = False
+        return handled
 
     def control(self, item: _Start | _End) -> None:
         """Queue a session event; these are never dropped."""
@@ -188,7 +222,8 @@ class Reader:
             )
 
     def _take(self) -> list[_Item]:
-        """Everything queued, after waiting for a batch or for the first item."""
+        """Everything queued, after waiting for a batch or for the first item. When it returns
+        items, ``_idle`` is held: no inline call can pass them before they are handled."""
         with self._cond:
             if self._stopping:
                 pass  # take what is left and finish
@@ -197,6 +232,9 @@ class Reader:
             elif not self._queue:
                 self._cond.wait(TICK)
             items = list(self._queue)
+            if items:
+                # An inline call holds _idle without _cond and only then takes _cond: no cycle.
+                self._idle.acquire()
             self._queue.clear()
             self._oldest.clear()
             self.stats.queued_bytes = 0
@@ -207,10 +245,14 @@ class Reader:
         last_tick = time.monotonic()
         while True:
             items = self._take()
-            if not items and self._stopping:
+            if items:
+                try:
+                    for item in items:
+                        self._call_locked(item)
+                finally:
+                    self._idle.release()
+            elif self._stopping:
                 break
-            for item in items:
-                self._call(item)
             now = time.monotonic()
             if now - last_tick >= TICK:
                 last_tick = now
@@ -218,6 +260,10 @@ class Reader:
         self._call_close()
 
     def _call(self, item: _Item | None) -> None:
+        with self._idle:
+            self._call_locked(item)
+
+    def _call_locked(self, item: _Item | None) -> None:
         self._busy_since = time.monotonic()
         try:
             if item is None:
@@ -236,7 +282,8 @@ class Reader:
 
     def _call_close(self) -> None:
         try:
-            self.consumer.on_close()
+            with self._idle:
+                self.consumer.on_close()
         except Exception:
             self.stats.errors += 1
             log.exception("camera %s: %s failed to close", self.camera_id, self.consumer.name)
@@ -269,6 +316,7 @@ class Stream:
         max_bytes: int,
         replay_gop: bool = False,
         batch: float = 0.0,
+        inline: Callable[[Packet], bool] | None = None,
     ) -> Reader:
         """Attach a consumer; it joins the current session at its next keyframe, or at once
         from the last keyframe with ``replay_gop`` if this stream keeps a GOP cache."""
@@ -278,6 +326,7 @@ class Stream:
             max_seconds=max_seconds,
             max_bytes=max_bytes,
             batch=batch,
+            inline=inline,
         )
         with self._lock:
             if self._session is not None:

@@ -308,3 +308,48 @@ def test_removed_reader_is_closed_and_gets_nothing_more(stream: Stream) -> None:
     assert reader.join(2.0)
     assert consumer.packets == [0]
     assert consumer.events[-1] == ("close", None)
+
+
+def test_inline_consumer_takes_packets_on_the_source_thread_in_order(stream: Stream) -> None:
+    """A consumer that can handle a packet at once (the forwarder, when its socket has room)
+    gets it on the source thread; when it declines, or is busy on its own thread, the packet
+    is queued instead. Either way every packet arrives once, in order, one call at a time."""
+    consumer = Recorder(name="forwarder")
+    inline_threads: set[int] = set()
+    inside = threading.Lock()
+    declined = {3, 4, 12}  # e.g. the socket had no room for these
+
+    def try_now(packet: Packet) -> bool:
+        assert inside.acquire(blocking=False), "called while the consumer was busy"
+        try:
+            if number(packet) in declined:
+                return False
+            inline_threads.add(threading.get_ident())
+            consumer.events.append(("packet", number(packet)))
+            return True
+        finally:
+            inside.release()
+
+    slow_on_packet = consumer.on_packet
+
+    def on_packet(packet: Packet) -> None:
+        assert inside.acquire(blocking=False), "called during an inline call"
+        try:
+            time.sleep(0.01)  # busy long enough for the next packets to find it so
+            slow_on_packet(packet)
+        finally:
+            inside.release()
+
+    consumer.on_packet = on_packet  # type: ignore[method-assign]
+    reader = stream.add_reader(consumer, max_seconds=BIG, max_bytes=BIG, inline=try_now)
+    stream.start_session(session())
+    wait_for(lambda: ("start", session()) in consumer.events)
+    for n in range(3 * GOP):
+        stream.publish(frame(n))
+        time.sleep(0.002)
+    wait_for(lambda: len(consumer.packets) == 3 * GOP)
+
+    assert consumer.packets == list(range(3 * GOP))
+    assert inline_threads == {threading.get_ident()}, "inline calls run on the source thread"
+    assert reader.stats.delivered == 3 * GOP
+    assert reader.stats.dropped_frames == 0

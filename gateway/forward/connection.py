@@ -10,11 +10,20 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import select
 import socket
 import ssl
 from dataclasses import dataclass, field
 
-__all__ = ["SEND_BUFFER", "PushError", "TlsPolicy", "open_uplink", "spki_sha256"]
+__all__ = [
+    "SEND_BUFFER",
+    "PushError",
+    "TlsPolicy",
+    "open_uplink",
+    "send_now",
+    "spki_sha256",
+    "writable",
+]
 
 SEND_BUFFER = 256 * 1024
 
@@ -127,6 +136,34 @@ def open_uplink(host: str, port: int, *, tls: TlsPolicy | None, timeout: float) 
             secure.close()
             raise PushError(f"TLS: server key does not match the pinned key (got {actual})")
     return secure
+
+
+def writable(sock: socket.socket) -> bool:
+    """The kernel would wake a blocked writer now (a third of the send buffer is free).
+
+    Writes that do not wait are made only then, so that they never keep the buffer full to
+    the last byte: a blocked writer waits for that third to drain, and counts it as a stall
+    if it takes longer than the uplink timeout.
+    """
+    _, ready, _ = select.select([], [sock], [], 0)
+    return bool(ready)
+
+
+def send_now(sock: socket.socket, data: bytes | bytearray | memoryview) -> memoryview | None:
+    """Write what the socket takes at once, without waiting; what is left to send (None: all).
+
+    Over TLS, a write that would block must later be retried with the same bytes, so all of
+    ``data`` is left. Errors other than "would block" propagate.
+    """
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        sent = sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError):
+        sent = 0
+    finally:
+        sock.settimeout(timeout)
+    return None if sent >= len(data) else memoryview(data)[sent:]
 
 
 def _socket_reason(exc: OSError, host: str, port: int) -> str:

@@ -273,7 +273,11 @@ class ForwardManager:
         stream = self.sources[camera_id].acquire()
         pusher = Pusher(camera_id, target, status)
         reader = stream.add_reader(
-            pusher, max_seconds=self.uplink.queue, max_bytes=FORWARD_QUEUE_BYTES, replay_gop=True
+            pusher,
+            max_seconds=self.uplink.queue,
+            max_bytes=FORWARD_QUEUE_BYTES,
+            replay_gop=True,
+            inline=pusher.try_now,
         )
         now, mono = time.time(), time.monotonic()
         session = _Session(

@@ -65,12 +65,23 @@ class Publisher(Protocol):
         """Handshake until the server accepts media (RTSP RECORD, RTMP publish)."""
         ...
 
-    def send(self, packet: Packet) -> None:
-        """Send one packet (video: an Annex B access unit; AAC: one raw frame)."""
+    @property
+    def ready(self) -> bool:
+        """A write that does not wait can be made now: nothing is left from the previous one
+        and the socket has room (see :func:`~gateway.forward.connection.writable`)."""
+        ...
+
+    def send(self, packet: Packet, *, wait: bool = True) -> None:
+        """Send one packet (video: an Annex B access unit; AAC: one raw frame).
+
+        With ``wait`` False, nothing blocks: what the socket does not take at once is kept and
+        sent first by the next write (or :meth:`poll`), so nothing is reordered or lost.
+        """
         ...
 
     def poll(self) -> None:
-        """Read and answer whatever the server sent (keep-alives, reports); never blocks."""
+        """Finish a write that did not wait, then read and answer whatever the server sent
+        (keep-alives, reports) without waiting for more."""
         ...
 
     def close(self) -> None:

@@ -59,7 +59,8 @@ def open_publisher(target: UplinkTarget, tracks: tuple[Track, ...]) -> Publisher
 
 
 class Pusher:
-    """Consumer named ``forwarder``. Runs on its reader's thread; never blocks the camera."""
+    """Consumer named ``forwarder``. Runs on its reader's thread, except :meth:`try_now`,
+    which the camera's thread calls and which never blocks."""
 
     name = "forwarder"
 
@@ -76,6 +77,8 @@ class Pusher:
         self._auth_backoff = Backoff(initial=5.0, maximum=60.0)
         self._connections = 0
         self._warned: set[str] = set()
+        self._broken: PushError | None = None
+        """A failure met on the camera's thread, handled on the forwarder's (closing waits)."""
 
     # -- Consumer ------------------------------------------------------------------------------
 
@@ -85,7 +88,22 @@ class Pusher:
         self._gop.clear()
         self._set("connecting", None)
 
+    def try_now(self, packet: Packet) -> bool:
+        """On the camera's thread: send at once while live and nothing is waiting, without
+        blocking. False: the packet goes through the queue to this consumer's thread instead."""
+        publisher = self._publisher
+        if publisher is None or self._broken is not None or not publisher.ready:
+            return False
+        self._gop.add(packet)
+        try:
+            publisher.send(self._prepared(packet), wait=False)
+        except PushError as exc:
+            self._broken = exc
+        return True
+
     def on_packet(self, packet: Packet) -> None:
+        if self._broken is not None:
+            self._fail(self._broken)
         self._gop.add(packet)
         if self._publisher is None:
             if time.monotonic() >= self._retry_at and self._gop.packets():
@@ -100,6 +118,8 @@ class Pusher:
         self._set("connecting", "waiting for the camera")
 
     def on_tick(self) -> None:
+        if self._broken is not None:
+            self._fail(self._broken)
         publisher = self._publisher
         if publisher is None:
             if self._tracks and self._gop.packets() and time.monotonic() >= self._retry_at:
@@ -181,6 +201,7 @@ class Pusher:
         self._set("error", exc.reason)
 
     def _disconnect(self) -> None:
+        self._broken = None
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             publisher.close()

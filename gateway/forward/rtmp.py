@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.forward.connection import PushError
+from gateway.forward.connection import PushError, send_now, writable
 from gateway.forward.flv import (
     AAC_FRAME,
     AmfValue,
@@ -208,6 +208,7 @@ class RtmpPublisher:
         self._timeout = timeout
         sock.settimeout(timeout)
         self.bytes_sent = 0
+        self._pending: memoryview | None = None
         self._tracks = tracks
         self._video: Track | None = next(
             (t for t in tracks if t.kind == "video" and t.codec == "h264"), None
@@ -283,20 +284,26 @@ class RtmpPublisher:
         self._publishing = True
         self._send_headers()
 
-    def send(self, packet: Packet) -> None:
+    @property
+    def ready(self) -> bool:
+        return self._pending is None and writable(self._sock)
+
+    def send(self, packet: Packet, *, wait: bool = True) -> None:
         if not self._publishing:
             raise PushError("not publishing")
         video = self._video
         if video is not None and packet.track == video.index:
-            self._send_video(packet, video)
+            self._send_video(packet, video, wait)
         elif self._audio is not None and packet.track == self._audio.index:
             ms = self._ms(packet.track, packet.dts)
             msg = self._message(_CS_AUDIO, _AUDIO, ms, [AAC_FRAME, packet.data], self._stream_id)
-            self._write(msg)
+            self._write(msg, wait=wait)
 
     def poll(self) -> None:
         if self._closed:
             return
+        if self._pending is not None:
+            self._write(b"")
         chunks, closed = self._read_available()
         for data in chunks:
             self._received_data(data)
@@ -322,6 +329,9 @@ class RtmpPublisher:
         goodbye = self._command("FCUnpublish", None, self._name) + self._command(
             "deleteStream", None, self._stream_id
         )
+        if self._pending is not None:  # the end of a message must go before anything else
+            sock.sendall(self._pending)
+            self._pending = None
         sock.sendall(goodbye)
         self.bytes_sent += len(goodbye)
         if isinstance(sock, ssl.SSLSocket):
@@ -438,7 +448,7 @@ class RtmpPublisher:
             parts.append(self._message(_CS_AUDIO, _AUDIO, 0, [header], sid))
         self._write(b"".join(parts))
 
-    def _send_video(self, packet: Packet, track: Track) -> None:
+    def _send_video(self, packet: Packet, track: Track, wait: bool) -> None:
         data, keyframe = packet.data, packet.keyframe
         held = self._held
         if held is not None:
@@ -471,7 +481,7 @@ class RtmpPublisher:
         message = self._message(_CS_VIDEO, _VIDEO, ms, frame.parts, sid)
         if header:
             message = self._message(_CS_VIDEO, _VIDEO, ms, [header], sid) + message
-        self._write(message)
+        self._write(message, wait=wait)
 
     def _ms(self, track: int, ticks: int) -> int:
         """Milliseconds since the first packet of the session; never decreasing per track."""
@@ -511,8 +521,18 @@ class RtmpPublisher:
             header = bytes((first,)) + value.to_bytes(3, "big") + tail
         return _chunked(header, bytes((0xC0 | csid,)) + extended, parts, CHUNK_SIZE)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, *, wait: bool = True) -> None:
+        """Send ``data`` after anything left from a write that did not wait; with ``wait``
+        False, leave what the socket does not take at once for the next write."""
         try:
+            if self._pending is not None:
+                self._sock.sendall(self._pending)
+                self.bytes_sent += len(self._pending)
+                self._pending = None
+            if not wait:
+                self._pending = send_now(self._sock, data)
+                self.bytes_sent += len(data) - len(self._pending or b"")
+                return
             self._sock.sendall(data)
         except TimeoutError:
             self._broken = True

@@ -20,7 +20,7 @@ import struct
 import time
 
 from gateway.clock import wall_at
-from gateway.forward.connection import PushError
+from gateway.forward.connection import PushError, send_now, writable
 from gateway.forward.publisher import PushUrl
 from gateway.forward.rtp import RtpTrack, clock_rate, payload_type
 from gateway.forward.sdp import RTSP_CODECS, describe
@@ -62,6 +62,7 @@ class RtspPublisher:
         self._authorization: _Auth | None = None
         self._inbox = bytearray()
         self._base: float | None = None
+        self._pending: memoryview | None = None
 
     # -- Publisher -----------------------------------------------------------------------------
 
@@ -85,7 +86,11 @@ class RtspPublisher:
                     self._keepalive = max(5.0, int(timeout.group(1)) / 2)
         self._request("RECORD", base, {"Range": "npt=0.000-"})
 
-    def send(self, packet: Packet) -> None:
+    @property
+    def ready(self) -> bool:
+        return self._pending is None and writable(self._sock)
+
+    def send(self, packet: Packet, *, wait: bool = True) -> None:
         entry = self._channels.get(packet.track)
         if entry is None:
             return
@@ -101,9 +106,11 @@ class RtspPublisher:
                 if track.packets:
                     report = track.sender_report(wall_at(packet.received), track.last_timestamp)
                     frames += struct.pack("!cBH", b"$", ch + 1, len(report)) + report
-        self._write(frames)
+        self._write(frames, wait=wait)
 
     def poll(self) -> None:
+        if self._pending is not None:
+            self._write(b"")
         self._drain_incoming()
         if self._session and time.monotonic() - self._last_request > self._keepalive:
             self._send_request("OPTIONS", self._url.request_url(), {}, b"")
@@ -161,14 +168,24 @@ class RtspPublisher:
         self._last_request = time.monotonic()
         return self._cseq
 
-    def _write(self, data: bytes | bytearray) -> None:
+    def _write(self, data: bytes | bytearray, *, wait: bool = True) -> None:
+        """Send ``data`` after anything left from a write that did not wait; with ``wait``
+        False, leave what the socket does not take at once for the next write."""
         try:
-            self._sock.sendall(data)
+            if self._pending is not None:
+                self._sock.sendall(self._pending)
+                self.bytes_sent += len(self._pending)
+                self._pending = None
+            if wait:
+                self._sock.sendall(data)
+                self.bytes_sent += len(data)
+            else:
+                self._pending = send_now(self._sock, data)
+                self.bytes_sent += len(data) - len(self._pending or b"")
         except TimeoutError:
             raise PushError(f"uplink stalled for {self._timeout:g} s") from None
         except (ssl.SSLError, OSError) as exc:
             raise PushError(f"connection to the centre lost ({_reason(exc)})") from None
-        self.bytes_sent += len(data)
 
     # -- incoming ------------------------------------------------------------------------------
 
