@@ -145,8 +145,9 @@ def writable(sock: socket.socket) -> bool:
     the last byte: a blocked writer waits for that third to drain, and counts it as a stall
     if it takes longer than the uplink timeout.
     """
-    _, ready, _ = select.select([], [sock], [], 0)
-    return bool(ready)
+    poller = select.poll()  # not select(): descriptors above 1023 are common with many cameras
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 def send_now(sock: socket.socket, data: bytes | bytearray | memoryview) -> memoryview | None:
