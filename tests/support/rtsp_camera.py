@@ -53,7 +53,7 @@ def video_branch(opts: dict[str, str]) -> str:
 def clip_branch(path: str, keyframes: bool) -> str:
     """Replays an MP4 clip as it is stored (length-prefixed access units; the payloader takes
     them without a parser). With ``keyframes``, a side branch holds only the keyframes, for
-    :func:`log_keyframe_departures`."""
+    :func:`log_departures`."""
     side = (
         "t. ! identity drop-buffer-flags=delta-unit ! queue"
         " ! fakesink name=keys sync=false async=false "
@@ -86,8 +86,12 @@ def log_departures(
     out: TextIO,
     path: str,
     identity: Callable[[bytes], str],
+    element: str,
 ) -> None:
-    """Log each access unit as it enters the payloader (for latency measurements)."""
+    """Log each access unit reaching ``element``'s sink pad (for latency measurements): the
+    payloader, for every picture, or the ``keys`` branch of a clip, for keyframes only. A Python
+    probe on every picture costs the camera more than the gateway spends on it; a clip is
+    replayed in real time, so the other pictures' departures follow from their timestamps."""
 
     def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         buffer = info.get_buffer()
@@ -97,29 +101,7 @@ def log_departures(
             out.flush()
         return Gst.PadProbeReturn.OK
 
-    pad = media.get_element().get_by_name("pay0").get_static_pad("sink")
-    pad.add_probe(Gst.PadProbeType.BUFFER, probe)
-
-
-def log_keyframe_departures(
-    _factory: GstRtspServer.RTSPMediaFactory,
-    media: GstRtspServer.RTSPMedia,
-    out: TextIO,
-    path: str,
-) -> None:
-    """Log each keyframe of a clip as it enters the payloader. A Python probe on every picture
-    costs the camera more than the gateway spends on it; the clip is replayed in real time, so
-    the other pictures' departures follow from their timestamps."""
-
-    def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-        buffer = info.get_buffer()
-        digest = avcc_digest(buffer.extract_dup(0, buffer.get_size()))
-        if digest:
-            out.write(f"{time.monotonic_ns()} {path} {digest}\n")
-            out.flush()
-        return Gst.PadProbeReturn.OK
-
-    pad = media.get_element().get_by_name("keys").get_static_pad("sink")
+    pad = media.get_element().get_by_name(element).get_static_pad("sink")
     pad.add_probe(Gst.PadProbeType.BUFFER, probe)
 
 
@@ -178,10 +160,10 @@ def main() -> None:
         if args.departures:
             departures = open(args.departures, "a")  # noqa: SIM115 - open for the server's life
             identity = avcc_digest if "clip" in opts else slice_digest  # clips stay length-prefixed
-            factory.connect("media-configure", log_departures, departures, path, identity)
+            factory.connect("media-configure", log_departures, departures, path, identity, "pay0")
         if keyframes:
             keys = open(args.keyframe_departures, "a")  # noqa: SIM115 - open for the server's life
-            factory.connect("media-configure", log_keyframe_departures, keys, path)
+            factory.connect("media-configure", log_departures, keys, path, avcc_digest, "keys")
         if auth is not None:
             role = "user" if args.auth else "anonymous"
             permissions = GstRtspServer.RTSPPermissions()
