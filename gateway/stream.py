@@ -86,15 +86,15 @@ class Reader:
     ) -> None:
         self.consumer = consumer
         self.batch = batch
+        """Seconds to gather packets before waking the consumer (0: wake at each packet).
+        Waking a thread costs more than handling a packet; a consumer that is not in a hurry
+        (the recorder) takes its packets a few at a time."""
         self.inline = inline
         """Called on the source thread when nothing is queued and the consumer is idle; it
         handles the packet without blocking and returns True, or returns False to have it
         queued. Saves waking the reader's thread for every packet."""
         self._idle = threading.Lock()
         """Held while the consumer runs, on either thread: one call at a time."""
-        """Seconds to gather packets before waking the consumer (0: wake at each packet).
-        Waking a thread costs more than handling a packet; a consumer that is not in a hurry
-        (the recorder) takes its packets a few at a time."""
         self.camera_id = camera_id
         self.max_seconds = max_seconds
         self.max_bytes = max_bytes
@@ -170,7 +170,7 @@ class Reader:
             handled = True  # the packet is lost, not retried
         finally:
             self._idle.release()
-        if handled:
+        if handled and (self._resync or self._joining):  # set only at a session start
             with self._cond:
                 self._resync = self._joining = False
         return handled
