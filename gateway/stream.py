@@ -4,6 +4,10 @@ The source thread calls :meth:`Stream.publish` once per packet; the packet is ap
 reader's queue and each reader's own thread runs its consumer. When a reader's queue is full, the
 packet is dropped for that reader alone and the reader skips the rest of the GOP, resuming at the
 next keyframe, so a slow or dead consumer never blocks the source or the other consumers.
+
+A reader may also take a packet at once, on the source thread, when its queue is empty and its
+consumer is idle and can handle the packet without blocking (the forwarder, when the uplink
+socket has room): that saves waking the reader's thread for every packet.
 """
 
 from __future__ import annotations
