@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config.secrets import SecretError, read_password_file, resolve_password
 from gateway.units import format_duration, parse_duration, parse_size
@@ -18,6 +26,7 @@ __all__ = [
     "ByteSize",
     "ConfigModel",
     "Duration",
+    "PasswordSection",
     "Rejected",
     "base_dir",
     "in_range",
@@ -37,6 +46,26 @@ class ConfigModel(BaseModel):
     """Base of every configuration model: unknown keys are refused, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PasswordSection(ConfigModel):
+    """A section with a ``password`` (literal or ``${ENV}``) or a ``password_file``, which its
+    subclass declares; the password is resolved on load and problems are reported on the field
+    they belong to."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_password(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = dict(data)
+        resolve_password_fields(out, base_dir(info))
+        return out
+
+    @field_validator("password", "password_file", mode="before", check_fields=False)
+    @classmethod
+    def _refuse_rejected(cls, value: object) -> object:
+        return refuse(value)
 
 
 @dataclass(frozen=True)

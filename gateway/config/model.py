@@ -35,6 +35,7 @@ from gateway.config.fields import (
     ByteSize,
     ConfigModel,
     Duration,
+    PasswordSection,
     Rejected,
     base_dir,
     in_range,
@@ -474,7 +475,7 @@ def _validate_uplink_url(template: str) -> str:
     return template
 
 
-class UplinkConfig(ConfigModel):
+class UplinkConfig(PasswordSection):
     """Where camera streams are forwarded to: the centre's ingest server.
 
     ``url`` is a template: ``{site_id}`` and ``{camera_id}`` are replaced for each camera. It never
@@ -490,20 +491,6 @@ class UplinkConfig(ConfigModel):
     max_session: Duration = 1800.0
     queue: Duration = 2.0
     connect_timeout: Duration = 5.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        out: dict[str, Any] = dict(data)
-        resolve_password_fields(out, base_dir(info))
-        return out
-
-    @field_validator("password", "password_file", mode="before")
-    @classmethod
-    def _refuse_rejected(cls, value: object) -> object:
-        return refuse(value)
 
     @field_validator("url")
     @classmethod

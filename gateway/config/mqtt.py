@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from gateway.config.fields import (
     ConfigModel,
     Duration,
+    PasswordSection,
     base_dir,
     in_range,
     not_empty,
     readable_file,
-    refuse,
-    resolve_password_fields,
 )
 
 __all__ = ["MqttConfig", "MqttTlsConfig"]
@@ -53,7 +51,7 @@ class MqttTlsConfig(ConfigModel):
         return None if value is None else readable_file(value, base_dir(info))
 
 
-class MqttConfig(ConfigModel):
+class MqttConfig(PasswordSection):
     """Status and events published under ``<topic_prefix>/<site_id>/``; commands taken there."""
 
     host: str
@@ -68,20 +66,6 @@ class MqttConfig(ConfigModel):
     """Default ``camera-gateway-<site_id>``."""
     keepalive: Duration = 30.0
     status_interval: Duration = 10.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resolve_credentials(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out: dict[str, Any] = dict(data)
-        resolve_password_fields(out, base_dir(info))
-        return out
-
-    @field_validator("password", "password_file", mode="before")
-    @classmethod
-    def _refuse_rejected(cls, value: object) -> object:
-        return refuse(value)
 
     @field_validator("host")
     @classmethod
