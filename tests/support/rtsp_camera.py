@@ -12,8 +12,6 @@ real camera: a client joining late starts mid-GOP and has to wait for the next k
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -23,7 +21,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from digest import avcc_digest, slice_digest  # noqa: E402
-from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gio, Gst, GstRtspServer  # noqa: E402
+from gst_serve import allow, serve  # noqa: E402
 
 
 def video_branch(opts: dict[str, str]) -> str:
@@ -166,20 +165,10 @@ def main() -> None:
             factory.connect("media-configure", log_departures, keys, path, avcc_digest, "keys")
         if auth is not None:
             role = "user" if args.auth else "anonymous"
-            permissions = GstRtspServer.RTSPPermissions()
-            permissions.add_permission_for_role(role, "media.factory.access", True)
-            permissions.add_permission_for_role(role, "media.factory.construct", True)
-            factory.set_permissions(permissions)
+            allow(factory, role)
         mounts.add_factory(path, factory)
 
-    loop = GLib.MainLoop()
-    if server.attach(None) == 0:
-        raise SystemExit(f"cannot listen on port {args.port}")
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print(f"READY {args.port}", flush=True)
-    sys.stdout.flush()
-    loop.run()
+    serve(server, args.port)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ Prints ``READY <port>`` once listening.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,8 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
 from digest import slice_digest  # noqa: E402
-from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gst_serve import allow, serve  # noqa: E402
 
 
 class RecordMedia(GstRtspServer.RTSPMedia):
@@ -118,21 +117,11 @@ def main() -> None:
         factory.set_media_gtype(RecordMedia)
         factory.set_launch(launch)
         factory.set_latency(0)
-        permissions = GstRtspServer.RTSPPermissions()
-        permissions.add_permission_for_role(role, "media.factory.access", True)
-        permissions.add_permission_for_role(role, "media.factory.construct", True)
-        factory.set_permissions(permissions)
+        allow(factory, role)
         factory.connect("media-configure", on_configure, path)
         mounts.add_factory(path, factory)
 
-    loop = GLib.MainLoop()
-    if server.attach(None) == 0:
-        raise SystemExit(f"cannot listen on port {args.port}")
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print(f"READY {args.port}", flush=True)
-    sys.stdout.flush()
-    loop.run()
+    serve(server, args.port)
 
 
 if __name__ == "__main__":
