@@ -54,7 +54,7 @@ def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway) -> 
         gw.wait_log("camera court: online", 15)
         wait_until(lambda: len(gw.segments("gate")) >= 2, 15, "segments before the disk fills")
         filler = _fill(root, leave=40_000)
-        gw.wait_log("recording stopped: disk full", 15)
+        gw.wait_log("camera gate: recording stopped: disk full", 15)
         before = gw.segments()
 
         # The daemon and the cameras keep running; the failure is visible in the metrics.

@@ -149,7 +149,8 @@ class Recorder:
         self._storage.opened(self.camera_id, self._expected_size)
         self._segment_base = packet.seconds
         self._clock.step()
-        self._status.recording = True
+        # While retrying after an error, a segment only counts once media has reached the disk.
+        self._status.recording = self._status.error is None
         self._status.current_segment = path.name
 
     def _confirm(self, writer: SegmentWriter) -> None:
@@ -160,6 +161,7 @@ class Recorder:
     def _recovered(self) -> None:
         log.info("camera %s: recording again", self.camera_id)
         self._status.error = None
+        self._status.recording = self._writer is not None
         self._backoff.reset()
         if self._events is not None:
             self._events.emit("recording_resumed", camera=self.camera_id)
