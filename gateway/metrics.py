@@ -85,7 +85,9 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         P + "recording_bytes_written", "Bytes in finished segments.", labels=cam
     )
     active = GaugeMetricFamily(
-        P + "recording_active", "1 if a segment is being written.", labels=cam
+        P + "recording_active",
+        "1 while recording; after a storage error, once media reaches the disk again.",
+        labels=cam,
     )
     enabled = GaugeMetricFamily(
         P + "recording_enabled", "1 if the camera is configured to be recorded.", labels=cam
