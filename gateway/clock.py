@@ -8,9 +8,10 @@ step so that recordings can be cut and labelled with the corrected time, and
 from __future__ import annotations
 
 import ctypes
-import functools
 import time
 from datetime import UTC, datetime
+
+from gateway.libc import libc as load_libc
 
 __all__ = ["STEP_THRESHOLD", "ClockWatch", "clock_synchronized", "utc_iso", "wall_at"]
 
@@ -74,17 +75,9 @@ class _Timex(ctypes.Structure):
 _TIME_ERROR = 5
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
 def clock_synchronized() -> bool | None:
     """True if the kernel says the clock is NTP-synchronised, None if it cannot be asked."""
-    libc = _libc()
+    libc = load_libc()
     if libc is None:
         return None
     timex = _Timex()  # modes = 0: a read, which needs no privilege

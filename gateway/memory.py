@@ -7,8 +7,7 @@ the system once a minute.
 
 from __future__ import annotations
 
-import ctypes
-import functools
+from gateway.libc import libc as load_libc
 
 __all__ = ["limit_arenas", "trim"]
 
@@ -19,17 +18,9 @@ MMAP_THRESHOLD = 64 * 1024
 the threshold grows after the first large free and keyframe-sized holes fragment the heap."""
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
 def limit_arenas(count: int = 2) -> None:
     """Cap glibc's malloc arenas and fix the mmap threshold; call before starting threads."""
-    libc = _libc()
+    libc = load_libc()
     if libc is not None:
         libc.mallopt(_M_ARENA_MAX, count)
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
@@ -37,6 +28,6 @@ def limit_arenas(count: int = 2) -> None:
 
 def trim() -> None:
     """Return freed heap pages to the system."""
-    libc = _libc()
+    libc = load_libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
+
+from gateway.libc import libc as load_libc
 
 __all__ = ["name_native_thread"]
 
 _PR_SET_NAME = 15
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
 def name_native_thread() -> None:
     """Give the calling OS thread its Python name (the kernel keeps 15 bytes)."""
-    libc = _libc()
+    libc = load_libc()
     if libc is None:
         return
     name = threading.current_thread().name.encode()[:15]
