@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from direct_recorder import SMALL_CAMERA, DirectRecorder
 from helpers import decode_errors, tmpfs, wait_until, write_config
-
-from gateway.media.normalize import Normalizer
-from gateway.media.packet import SessionInfo
-from gateway.recorder.recorder import Recorder
-from gateway.source.sim import SimSource
-from gateway.state import RecorderStatus
-from gateway.storage.retention import RetentionPolicy
-from gateway.storage.store import Storage
 
 pytestmark = pytest.mark.root
 
@@ -177,45 +170,25 @@ def test_retries_on_a_full_disk_do_not_count_as_recording(tmp_path: Path) -> Non
     """A retry opens a segment before knowing whether the disk takes it: status, MQTT and
     metrics show the camera recording again only once media has reached the disk."""
     with tmpfs(tmp_path / "disk", "4m") as root:
-        storage = Storage(root / "rec", RetentionPolicy(quota=10**9, max_age=86400, min_free=0))
-        storage.open()
-        status = RecorderStatus()
-        recorder = Recorder("hall", storage, segment_duration=1, status=status)
-        source = SimSource("sim://hall?fps=25&gop=1&width=320&height=240", camera_id="hall")
-        tracks = source.open()
-        normalizer = Normalizer(tracks, camera_id="hall")
-        recorder.on_session_start(SessionInfo("hall", 1, tracks))
+        rig = DirectRecorder(root / "rec", "hall", SMALL_CAMERA, segment_duration=1)
         opened = 0
-        new_segment = storage.new_segment
+        new_segment = rig.storage.new_segment
 
         def counting(camera_id: str, start: float) -> Path:
             nonlocal opened
             opened += 1
             return new_segment(camera_id, start)
 
-        storage.new_segment = counting  # type: ignore[method-assign]
-
-        def record(seconds: float) -> list[tuple[bool, str | None]]:
-            seen = []
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                packet = normalizer.push(source.read())
-                if packet is not None:
-                    recorder.on_packet(packet)
-                    seen.append((status.recording, status.error))
-            return seen
-
-        record(1.5)
-        assert status.recording and status.error is None
+        rig.storage.new_segment = counting  # type: ignore[method-assign]
+        rig.record(1.5)
+        assert rig.status.recording and rig.status.error is None
         filler = _fill(root, leave=40_000)
         before = opened
-        failing = record(4.5)  # retries about 1 s and 3 s after the failure, at a keyframe
+        failing = rig.record(4.5)  # retries about 1 s and 3 s after the failure, at a keyframe
         retries = opened - before
         filler.unlink()
-        recovering = record(5.5)  # the next retry comes about 4 s later, and succeeds
-        recorder.on_session_end("test over")
-        source.close()
-        storage.close()
+        recovering = rig.record(5.5)  # the next retry comes about 4 s later, and succeeds
+        rig.close()
     assert retries >= 2, "the recorder did not retry while the disk was full"
     assert any(error == "disk full" for _, error in failing)
     assert not any(recording for recording, error in failing if error), "recording while failing"
