@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "SEND_BUFFER",
+    "Outbox",
     "PushError",
     "TlsPolicy",
     "open_uplink",
-    "send_now",
     "spki_sha256",
     "writable",
 ]
@@ -150,11 +150,48 @@ def writable(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-def send_now(sock: socket.socket, data: bytes | bytearray | memoryview) -> memoryview | None:
-    """Write what the socket takes at once, without waiting; what is left to send (None: all).
+class Outbox:
+    """The writing side of an uplink: writes go out in order, each either waiting until it is
+    sent or taking only what the socket accepts at once, the rest going first next time.
+
+    Socket errors (timeouts, resets, TLS) propagate for the protocol to describe.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._pending: memoryview | None = None
+        self.bytes_sent = 0
+
+    @property
+    def pending(self) -> bool:
+        """Part of a write that did not wait is still to be sent."""
+        return self._pending is not None
+
+    @property
+    def ready(self) -> bool:
+        """A write that does not wait would go out whole or in part now."""
+        return self._pending is None and writable(self._sock)
+
+    def write(self, data: bytes | bytearray, *, wait: bool = True) -> None:
+        """Send what is pending, then ``data``: all of it, or with ``wait`` False what the
+        socket takes without blocking."""
+        if self._pending is not None:
+            self._sock.sendall(self._pending)
+            self.bytes_sent += len(self._pending)
+            self._pending = None
+        if wait:
+            self._sock.sendall(data)
+            self.bytes_sent += len(data)
+            return
+        self._pending = _send_now(self._sock, data)
+        self.bytes_sent += len(data) - (len(self._pending) if self._pending is not None else 0)
+
+
+def _send_now(sock: socket.socket, data: bytes | bytearray) -> memoryview | None:
+    """Write what the socket takes at once; what is left to send (None: all of it).
 
     Over TLS, a write that would block must later be retried with the same bytes, so all of
-    ``data`` is left. Errors other than "would block" propagate.
+    ``data`` is left.
     """
     timeout = sock.gettimeout()
     sock.settimeout(0)

@@ -57,7 +57,11 @@ class Publisher(Protocol):
     by the publisher from then on.
     """
 
-    bytes_sent: int
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes the socket has taken since the connection opened."""
+        ...
+
     skipped: list[Track]
     """Tracks this protocol cannot carry (left out of the session)."""
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.forward.connection import PushError, send_now, writable
+from gateway.forward.connection import Outbox, PushError
 from gateway.forward.flv import (
     AAC_FRAME,
     AmfValue,
@@ -207,8 +207,7 @@ class RtmpPublisher:
         self._sock = sock
         self._timeout = timeout
         sock.settimeout(timeout)
-        self.bytes_sent = 0
-        self._pending: memoryview | None = None
+        self._outbox = Outbox(sock)
         self._tracks = tracks
         self._video: Track | None = next(
             (t for t in tracks if t.kind == "video" and t.codec == "h264"), None
@@ -286,7 +285,11 @@ class RtmpPublisher:
 
     @property
     def ready(self) -> bool:
-        return self._pending is None and writable(self._sock)
+        return self._outbox.ready
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._outbox.bytes_sent
 
     def send(self, packet: Packet, *, wait: bool = True) -> None:
         if not self._publishing:
@@ -302,7 +305,7 @@ class RtmpPublisher:
     def poll(self) -> None:
         if self._closed:
             return
-        if self._pending is not None:
+        if self._outbox.pending:
             self._write(b"")
         chunks, closed = self._read_available()
         for data in chunks:
@@ -329,11 +332,7 @@ class RtmpPublisher:
         goodbye = self._command("FCUnpublish", None, self._name) + self._command(
             "deleteStream", None, self._stream_id
         )
-        if self._pending is not None:  # the end of a message must go before anything else
-            sock.sendall(self._pending)
-            self._pending = None
-        sock.sendall(goodbye)
-        self.bytes_sent += len(goodbye)
+        self._outbox.write(goodbye)  # after the end of a message that did not wait, if any
         if isinstance(sock, ssl.SSLSocket):
             sock.settimeout(max(0.05, (deadline - time.monotonic()) / 2))
             with contextlib.suppress(OSError, ValueError):
@@ -525,15 +524,7 @@ class RtmpPublisher:
         """Send ``data`` after anything left from a write that did not wait; with ``wait``
         False, leave what the socket does not take at once for the next write."""
         try:
-            if self._pending is not None:
-                self._sock.sendall(self._pending)
-                self.bytes_sent += len(self._pending)
-                self._pending = None
-            if not wait:
-                self._pending = send_now(self._sock, data)
-                self.bytes_sent += len(data) - len(self._pending or b"")
-                return
-            self._sock.sendall(data)
+            self._outbox.write(data, wait=wait)
         except TimeoutError:
             self._broken = True
             raise PushError(f"uplink stalled (nothing sent for {self._timeout:g} s)") from None
@@ -546,7 +537,6 @@ class RtmpPublisher:
         except OSError as exc:
             self._broken = True
             raise PushError(f"uplink error: {exc.strerror or type(exc).__name__}") from None
-        self.bytes_sent += len(data)
 
     # -- receiving -----------------------------------------------------------------------------
 

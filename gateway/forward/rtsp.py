@@ -20,7 +20,7 @@ import struct
 import time
 
 from gateway.clock import wall_at
-from gateway.forward.connection import PushError, send_now, writable
+from gateway.forward.connection import Outbox, PushError
 from gateway.forward.publisher import PushUrl
 from gateway.forward.rtp import RtpTrack, clock_rate, payload_type
 from gateway.forward.sdp import RTSP_CODECS, describe
@@ -44,7 +44,7 @@ class RtspPublisher:
         self._url = url
         self._timeout = timeout
         sock.settimeout(timeout)
-        self.bytes_sent = 0
+        self._outbox = Outbox(sock)
         self.skipped = [t for t in tracks if t.codec not in RTSP_CODECS]
         carried = [t for t in tracks if t.codec in RTSP_CODECS]
         self._channels: dict[int, tuple[int, RtpTrack]] = {}
@@ -62,7 +62,6 @@ class RtspPublisher:
         self._authorization: _Auth | None = None
         self._inbox = bytearray()
         self._base: float | None = None
-        self._pending: memoryview | None = None
 
     # -- Publisher -----------------------------------------------------------------------------
 
@@ -88,7 +87,11 @@ class RtspPublisher:
 
     @property
     def ready(self) -> bool:
-        return self._pending is None and writable(self._sock)
+        return self._outbox.ready
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._outbox.bytes_sent
 
     def send(self, packet: Packet, *, wait: bool = True) -> None:
         entry = self._channels.get(packet.track)
@@ -109,7 +112,7 @@ class RtspPublisher:
         self._write(frames, wait=wait)
 
     def poll(self) -> None:
-        if self._pending is not None:
+        if self._outbox.pending:
             self._write(b"")
         self._drain_incoming()
         if self._session and time.monotonic() - self._last_request > self._keepalive:
@@ -172,16 +175,7 @@ class RtspPublisher:
         """Send ``data`` after anything left from a write that did not wait; with ``wait``
         False, leave what the socket does not take at once for the next write."""
         try:
-            if self._pending is not None:
-                self._sock.sendall(self._pending)
-                self.bytes_sent += len(self._pending)
-                self._pending = None
-            if wait:
-                self._sock.sendall(data)
-                self.bytes_sent += len(data)
-            else:
-                self._pending = send_now(self._sock, data)
-                self.bytes_sent += len(data) - len(self._pending or b"")
+            self._outbox.write(data, wait=wait)
         except TimeoutError:
             raise PushError(f"uplink stalled for {self._timeout:g} s") from None
         except (ssl.SSLError, OSError) as exc:
