@@ -62,7 +62,6 @@ def nal_units(data: bytes) -> Iterator[bytes]:
 
 _INTERLEAVED = struct.Struct("!cBHBBHII")
 """RTSP interleaved frame header ($, channel, length) followed by the RTP header."""
-_RTP = struct.Struct("!BBHII")
 _Chunk = tuple[bytes, memoryview]
 """One RTP payload: a payload header (FU indicator and header, AU header) and a slice of data."""
 
@@ -107,19 +106,9 @@ class RtpTrack:
         self.packets += 1
         return fields
 
-    def packetize(self, data: bytes, timestamp: int) -> list[bytes]:
-        """RTP packets (header included) carrying one access unit or audio frame."""
-        chunks = self._chunks(data)
-        last = len(chunks) - 1
-        out = []
-        for index, (prefix, body) in enumerate(chunks):
-            self.octets += len(prefix) + len(body)
-            out.append(_RTP.pack(*self._next_header(index == last, timestamp)) + prefix + body)
-        self.last_timestamp = timestamp
-        return out
-
     def interleaved(self, data: bytes, timestamp: int, channel: int) -> bytearray:
-        """The same packets framed for RTSP over TCP, built with one copy of the data."""
+        """RTP packets (header included) carrying one access unit or audio frame, framed for
+        RTSP over TCP (``$``, channel, length), built with one copy of the data."""
         chunks = self._chunks(data)
         last = len(chunks) - 1
         out = bytearray()
@@ -133,6 +122,17 @@ class RtpTrack:
             out += body
         self.last_timestamp = timestamp
         return out
+
+    def packetize(self, data: bytes, timestamp: int) -> list[bytes]:
+        """The same RTP packets, unframed."""
+        frames = self.interleaved(data, timestamp, 0)
+        packets = []
+        pos = 0
+        while pos < len(frames):
+            size = int.from_bytes(frames[pos + 2 : pos + 4])
+            packets.append(bytes(frames[pos + 4 : pos + 4 + size]))
+            pos += 4 + size
+        return packets
 
     def sender_report(self, wall_time: float, timestamp: int) -> bytes:
         """RTCP SR tying ``timestamp`` to ``wall_time`` (UNIX seconds), for receiver sync."""
