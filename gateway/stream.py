@@ -252,7 +252,7 @@ class Reader:
             if items:
                 try:
                     for item in items:
-                        self._call_locked(item)
+                        self._call(item)
                 finally:
                     self._idle.release()
             elif self._stopping:
@@ -260,14 +260,12 @@ class Reader:
             now = time.monotonic()
             if now - last_tick >= TICK:
                 last_tick = now
-                self._call(None)
+                with self._idle:
+                    self._call(None)
         self._call_close()
 
     def _call(self, item: _Item | None) -> None:
-        with self._idle:
-            self._call_locked(item)
-
-    def _call_locked(self, item: _Item | None) -> None:
+        """Run the consumer on one item (None: a tick); the caller holds ``_idle``."""
         self._busy_since = time.monotonic()
         try:
             if item is None:
