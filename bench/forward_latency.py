@@ -23,13 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes
-
-
-def _start(cmd: list[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().startswith("READY"), cmd
-    return proc
+from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes, start_ready
 
 
 def _pull_directly(url: str, arrivals: dict[str, int], stop: threading.Event) -> None:
@@ -55,7 +49,7 @@ def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, fl
     for log in (departures, arrivals):
         log.unlink(missing_ok=True)
     cam_port, centre_port = free_port(), free_port()
-    camera = _start(
+    camera = start_ready(
         [
             "/usr/bin/python3",
             str(ROOT / "tests/support/rtsp_camera.py"),
@@ -64,9 +58,10 @@ def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, fl
             "--departures",
             str(departures),
         ]
-        + [a for i in range(cameras) for a in ("--mount", f"/cam{i}:clip={clip}:shared=1")]
+        + [a for i in range(cameras) for a in ("--mount", f"/cam{i}:clip={clip}:shared=1")],
+        work / "cameras.log",
     )
-    centre = _start(
+    centre = start_ready(
         [
             "/usr/bin/python3",
             str(ROOT / "tests/support/rtsp_receiver.py"),
@@ -77,7 +72,8 @@ def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, fl
             "--arrivals",
             str(arrivals),
         ]
-        + [a for i in range(cameras) for a in ("--path", f"/bench/cam{i}")]
+        + [a for i in range(cameras) for a in ("--path", f"/bench/cam{i}")],
+        work / "centre.log",
     )
     mode = "continuous" if forward else "off"
     lines = [

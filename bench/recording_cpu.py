@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes
+from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes, start_ready
 
 
 def main() -> int:
@@ -29,13 +29,11 @@ def main() -> int:
     clip = make_clip("1080p", 120)
     work = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     port = free_port()
-    server = subprocess.Popen(
+    server = start_ready(
         ["/usr/bin/python3", str(ROOT / "tests/support/rtsp_camera.py"), "--port", str(port)]
         + [a for i in range(args.cameras) for a in ("--mount", f"/cam{i}:clip={clip}:shared=0")],
-        stdout=subprocess.PIPE,
-        text=True,
+        work / "cameras.log",
     )
-    assert server.stdout is not None and server.stdout.readline().startswith("READY")
     config = work / "gw.yaml"
     cameras = "\n".join(
         f"  - {{id: cam{i}, url: 'rtsp://127.0.0.1:{port}/cam{i}'}}" for i in range(args.cameras)
