@@ -22,7 +22,7 @@ from gateway.stream import Stream
 from gateway.threads import name_native_thread
 from gateway.units import format_duration
 
-__all__ = ["RETRY_MAX", "CameraWorker"]
+__all__ = ["RETRY_MAX", "CameraWorker", "join_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,23 @@ RETRY_MAX = 1.0
 AUTH_RETRY_MAX = 60.0
 REMIND_EVERY = 300.0
 """Seconds between reminders that a camera is still offline."""
+
+_running: set[CameraWorker] = set()
+_running_lock = threading.Lock()
+
+
+def join_workers(timeout: float) -> list[str]:
+    """Wait up to ``timeout`` for every stopped camera thread to leave FFmpeg and end.
+
+    Returns the names of those still running: a connection attempt holds its thread in FFmpeg
+    for up to the open timeout, and the interpreter cannot shut down safely around it.
+    """
+    deadline = time.monotonic() + timeout
+    with _running_lock:
+        stopped = [worker for worker in _running if worker.stopping]
+    for worker in stopped:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    return sorted(worker.name for worker in stopped if worker.alive)
 
 
 class CameraWorker:
@@ -65,12 +82,22 @@ class CameraWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def name(self) -> str:
+        return self._thread.name
+
     def stuck_for(self) -> float:
         """Seconds the source has been inside one open or read (0 when it is not)."""
         since = self._blocked_since
         return 0.0 if since is None else time.monotonic() - since
 
     def start(self) -> None:
+        with _running_lock:
+            _running.add(self)
         self._thread.start()
 
     def stop(self) -> None:
@@ -81,6 +108,13 @@ class CameraWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._pull()
+        finally:
+            with _running_lock:
+                _running.discard(self)
+
+    def _pull(self) -> None:
         name_native_thread()
         while not self._stop.is_set():
             source = open_source(self.config)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.clock import utc_iso
@@ -21,6 +23,9 @@ from gateway.memory import limit_arenas
 from gateway.redact import RedactingFilter
 from gateway.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 from gateway.units import format_duration, format_size, parse_duration
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
 
 __all__ = ["main"]
 
@@ -174,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         log.error("%s", exc.reason)
         return EXIT_FAILURE
-    return gateway.serve()
+    return _exit_after(gateway, gateway.serve())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -203,7 +208,21 @@ def _demo(args: argparse.Namespace) -> int:
         footer = f"\nrecordings in {config.storage.path} · metrics on {args.metrics} · Ctrl-C stops"
         print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
 
-    return gateway.serve(every=show, duration=args.duration)
+    return _exit_after(gateway, gateway.serve(every=show, duration=args.duration))
+
+
+def _exit_after(gateway: Gateway, code: int) -> int:
+    """Exit at once when a camera thread is still inside FFmpeg after the stop.
+
+    Interpreter shutdown around such a thread may crash or hang (seen on this daemon: SIGSEGV
+    after a clean stop); everything worth keeping is already finalised and flushed by then.
+    """
+    if gateway.left_running:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _check_config(args: argparse.Namespace) -> int:

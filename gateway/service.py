@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from gateway.audit import AuditLog
+from gateway.camera import join_workers
 from gateway.cameras import CameraRuntime, start_camera
 from gateway.clock import clock_synchronized
 from gateway.config import Config, ConfigError, load_config
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0
 """Seconds within which a stop finalises every open segment."""
+WORKER_JOIN = 1.0
+"""Seconds a stop waits for camera threads: a connected one ends within a frame, while one inside
+a connection attempt would hold the stop for up to the open timeout and gain nothing by it."""
 FIRST_ATTEMPT_WAIT = 10.0
 """Longest wait for every camera's first connection attempt before declaring readiness."""
 TRIM_EVERY = 60.0
@@ -71,6 +75,8 @@ class Gateway:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self.left_running: list[str] = []
+        """Camera threads still inside FFmpeg after :meth:`stop` (see :func:`join_workers`)."""
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -139,10 +145,14 @@ class Gateway:
         return threads
 
     def wait_first_attempts(self, timeout: float) -> None:
+        """Wait until every camera tried once, the timeout passes, or a stop is requested."""
         deadline = time.monotonic() + timeout
         for runtime in list(self.cameras.values()):
-            if runtime.worker is not None:
-                runtime.worker.first_attempt.wait(max(0.0, deadline - time.monotonic()))
+            while runtime.worker is not None and not runtime.worker.first_attempt.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return
+                runtime.worker.first_attempt.wait(min(0.1, remaining))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -266,6 +276,9 @@ class Gateway:
             finished &= runtime.stream.close(timeout=remaining)
         if not finished:
             log.error("some recorders did not finish within %.0f s", timeout)
+        self.left_running = join_workers(min(WORKER_JOIN, max(0.1, deadline - time.monotonic())))
+        for name in self.left_running:
+            log.warning("camera thread %s is still inside a connection attempt", name)
         if self.mqtt is not None:
             self.mqtt.stop()
         self.storage.close()

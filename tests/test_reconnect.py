@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -78,40 +79,90 @@ def test_silent_camera_is_detected_within_5s_and_recording_resumes(
     assert gw.stop() == 0
 
 
-def test_camera_that_accepts_but_never_answers_is_reported_offline(tmp_path: Path, gateway) -> None:
-    port = free_port()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(8)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+class SilentCamera:
+    """Accepts RTSP connections and never answers; with ``trickle``, sends a byte every 0.5 s
+    without ever ending a line, so the client's read timeout never fires either."""
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
+    def __init__(self, *, trickle: bool = False) -> None:
+        self.port = free_port()
+        self._trickle = trickle
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(8)
+        self._listener.settimeout(0.2)
+        self._accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        config = write_config(
-            tmp_path / "gw.yaml",
-            tmp_path / "rec",
-            [{"id": "mute", "url": f"rtsp://127.0.0.1:{port}/stream"}],
-        )
-        started = time.monotonic()
-        gw = gateway(config)
-        gw.wait_log("camera mute (rtsp://127.0.0.1", 12)
-        assert time.monotonic() - started < 9, "open timeout is 5 s (plus start-up)"
-        assert "offline: no data for" in gw.log
-        assert gw.stop() == 0
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
-        for conn in accepted:
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/stream"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                self._accepted.append(self._listener.accept()[0])
+            if self._trickle:
+                for conn in self._accepted:
+                    with contextlib.suppress(OSError):
+                        conn.send(b"R")
+                self._stop.wait(0.3)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._listener.close()
+        for conn in self._accepted:
             conn.close()
+
+
+@pytest.fixture
+def silent_camera():
+    made: list[SilentCamera] = []
+
+    def make(*, trickle: bool = False) -> SilentCamera:
+        made.append(SilentCamera(trickle=trickle))
+        return made[-1]
+
+    yield make
+    for camera in made:
+        camera.close()
+
+
+def test_camera_that_accepts_but_never_answers_is_reported_offline(
+    tmp_path: Path, gateway, silent_camera
+) -> None:
+    camera = silent_camera()
+    config = write_config(
+        tmp_path / "gw.yaml", tmp_path / "rec", [{"id": "mute", "url": camera.url}]
+    )
+    started = time.monotonic()
+    gw = gateway(config)
+    gw.wait_log("camera mute (rtsp://127.0.0.1", 12)
+    assert time.monotonic() - started < 9, "open timeout is 5 s (plus start-up)"
+    assert "offline: no data for" in gw.log
+    # The retry is now inside FFmpeg's connection attempt: the stop must still be clean.
+    assert gw.stop() == 0
+    assert "stopped in" in gw.log
+
+
+def test_stop_during_a_slow_first_connection_does_not_wait_for_it(
+    tmp_path: Path, gateway, silent_camera
+) -> None:
+    """A camera that trickles bytes holds the connection attempt for the whole open timeout (5 s);
+    SIGTERM at start-up must neither wait for it nor crash on the thread left inside FFmpeg."""
+    camera = silent_camera(trickle=True)
+    config = write_config(
+        tmp_path / "gw.yaml", tmp_path / "rec", [{"id": "slow", "url": camera.url}]
+    )
+    gw = gateway(config)
+    gw.wait_log("site test-site:", 12)
+    stopping = time.monotonic()
+    assert gw.stop() == 0
+    took = time.monotonic() - stopping
+    print(f"\nstopped {took:.1f} s after SIGTERM")
+    assert took < 4.0, f"the stop waited {took:.1f} s for the connection attempt"
+    assert "camera thread slow/source is still inside a connection attempt" in gw.log
+    assert "stopped in" in gw.log
