@@ -9,6 +9,7 @@ case "${1:-}" in
   test) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev
                   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
                   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+                  gstreamer1.0-x
                   ffmpeg openssl util-linux iproute2 mosquitto mosquitto-clients prometheus
                   systemd e2fsprogs" ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
