@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import cli, wait_until, write_config
@@ -151,3 +153,158 @@ def test_status_reads_the_running_daemon(tmp_path: Path, gateway) -> None:
     assert gw.stop() == 0
     stopped = cli("status", "--config", str(config))
     assert stopped.returncode == 1 and "the daemon is not running" in stopped.stderr
+
+
+# -- text from the daemon never reaches the terminal raw ------------------------------------------
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\u202egnp.exe\r\nFAKE LINE"
+"""What a camera or a requester might slip in: a window-title escape, a screen clear, a bidi
+override and a forged line."""
+
+
+def _hostile_forward() -> dict[str, Any]:
+    return {
+        "mode": "on_demand",
+        "state": "live",
+        "error": f"centre said {HOSTILE}",
+        "since": None,
+        "target": f"rtmp://csu/live/{HOSTILE}",
+        "session": f"s-{HOSTILE}",
+        "requested_by": f"op {HOSTILE}",
+        "started": None,
+        "ends": "2026-11-25T18:00:00.000Z",
+        "bytes_sent": 1,
+        "dropped_frames": 0,
+        "reconnects": 0,
+    }
+
+
+def _hostile_status() -> dict[str, Any]:
+    return {
+        "site": f"site{HOSTILE}",
+        "uptime": 12.0,
+        "cameras": [
+            {
+                "id": f"hall{HOSTILE}",
+                "url": "sim://hall",
+                "state": "offline",
+                "since": None,
+                "error": f"camera said {HOSTILE}",
+                "codec": f"h264{HOSTILE}",
+                "width": 320,
+                "height": 240,
+                "fps": 0.0,
+                "bitrate_kbps": 0.0,
+                "last_frame": None,
+                "recording_enabled": True,
+                "recording": False,
+                "recording_error": f"disk {HOSTILE}",
+                "segments": 0,
+                "dropped_frames": {},
+                "forward": _hostile_forward(),
+            }
+        ],
+        "storage": {
+            "used": 0,
+            "quota": 1,
+            "free": None,
+            "segments": 0,
+            "oldest": None,
+            "evictions": {},
+            "error": f"storage {HOSTILE}",
+        },
+    }
+
+
+def _assert_no_raw_control(text: str) -> None:
+    raw = sorted({f"U+{ord(c):04X}" for c in text if not c.isprintable() and c != "\n"})
+    assert raw == [], f"raw characters reached the terminal: {raw}"
+    assert "FAKE LINE" not in {line.strip() for line in text.splitlines()}
+
+
+@pytest.fixture
+def hostile_daemon(tmp_path: Path) -> Iterator[Path]:
+    """A real control socket answering what a compromised camera could make the daemon say."""
+    from gateway.control import ControlServer, Peer
+
+    def handler(request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        if request.get("command") == "status":
+            return {"ok": True, "status": _hostile_status()}
+        if request.get("action") == "stop":
+            return {"ok": False, "message": f"refused {HOSTILE}"}
+        return {"ok": True, "message": f"started {HOSTILE}", "session": _hostile_forward()}
+
+    server = ControlServer(tmp_path / "hostile.sock", handler)
+    server.start()
+    yield server.path
+    server.stop()
+
+
+def test_forward_status_escapes_what_the_daemon_reports(hostile_daemon: Path) -> None:
+    result = cli("forward", "status", "--socket", str(hostile_daemon))
+
+    assert result.returncode == 0, result.stderr
+    _assert_no_raw_control(result.stdout)
+    assert "\\x1b]0;owned\\x07" in result.stdout and "\\u202egnp.exe" in result.stdout
+    assert "asked by op \\x1b" in result.stdout
+    as_json = cli("forward", "status", "--json", "--socket", str(hostile_daemon))
+    _assert_no_raw_control(as_json.stdout)
+    assert json.loads(as_json.stdout)[f"hall{HOSTILE}"]["requested_by"] == f"op {HOSTILE}"
+
+
+def test_status_table_escapes_what_cameras_report(hostile_daemon: Path) -> None:
+    for args in ([], ["--json"]):
+        result = cli("status", "--socket", str(hostile_daemon), *args)
+
+        assert result.returncode == 0, result.stderr
+        _assert_no_raw_control(result.stdout)
+    table = cli("status", "--socket", str(hostile_daemon)).stdout
+    assert "camera said \\x1b]0;owned" in table and "! storage: storage \\x1b" in table
+
+
+def test_forward_answers_and_refusals_are_escaped(hostile_daemon: Path) -> None:
+    started = cli(
+        "forward", "start", "--camera", "hall", "--duration", "1m", "--reason", "r",
+        "--socket", str(hostile_daemon),
+    )  # fmt: skip
+    refused = cli(
+        "forward", "stop", "--camera", "hall", "--socket", str(hostile_daemon)
+    )  # fmt: skip
+
+    assert started.returncode == 0, started.stderr
+    _assert_no_raw_control(started.stdout)
+    assert "target: rtmp://csu/live/\\x1b" in started.stdout
+    assert refused.returncode == 1
+    _assert_no_raw_control(refused.stderr)
+    assert "refused: refused \\x1b]0;owned" in refused.stderr
+
+
+def test_recordings_list_escapes_names_from_the_index(tmp_path: Path) -> None:
+    from gateway.storage.index import Index, IndexedSegment
+    from gateway.storage.store import INDEX_NAME
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    config = write_config(tmp_path / "gw.yaml", root, [_sim("hall")])
+    index = Index(root / INDEX_NAME)
+    index.add(
+        IndexedSegment(
+            path=f"hall/2026-01-01/hall_{HOSTILE}.mp4",
+            camera="hall",
+            start=1767225600.0,
+            end=1767225610.0,
+            bytes=1000,
+            frames=100,
+            codec=f"h264{HOSTILE}",
+            width=320,
+            height=240,
+            has_audio=False,
+        )
+    )
+    index.close()
+
+    result = cli("recordings", "list", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    _assert_no_raw_control(result.stdout)
+    assert "h264\\x1b]0;owned" in result.stdout

@@ -8,8 +8,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.redact import RedactingFilter, redact, redact_url, register_secret
+from gateway.redact import (
+    RedactingFilter,
+    mask_stream_key,
+    redact,
+    redact_url,
+    register_secret,
+    secrets_in_url,
+)
 from gateway.units import format_duration, format_size, parse_duration, parse_size
+
+
+@pytest.fixture(autouse=True)
+def _own_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secret: others in the session register passwords
+    such as ``secret`` that would otherwise mask words these tests expect to see."""
+    import gateway.redact
+
+    monkeypatch.setattr(gateway.redact, "_secrets", set())
+
 
 # -- sizes --------------------------------------------------------------------------------------
 
@@ -263,3 +280,152 @@ def test_logging_filter_masks_secrets_in_exception_text(
         "ConnectionError: Server returned 401 Unauthorized: 'rtsp://viewer:***@cam/x' "
         "(password *** rejected)"
     ) in text
+
+
+# -- hostile sizes and durations ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (10**400, "duration an integer of about 401 digits is more than 100 years"),
+        (float("inf"), "duration inf is more than 100 years"),
+        (float("nan"), "expected a duration such as 90s or 30d, got NaN"),
+        (-(10**400), "duration must not be negative, got an integer of about 401 digits"),
+        ("1" + "0" * 400, "invalid duration '100000000000000000000000…' (401 characters)"),
+        ("1e400", "invalid duration '1e400'"),
+        ([["15m"]], "expected a duration such as 90s or 30d, got a list of 1 item"),
+        ("99999999999d", "duration '99999999999d' is more than 100 years"),
+    ],
+)
+def test_parse_duration_refuses_huge_and_odd_values_with_a_value_error(
+    value: object, expected: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_duration(value)  # type: ignore[arg-type]
+
+    assert str(error.value).startswith(expected)
+
+
+def test_a_3mb_duration_is_quoted_by_a_few_characters_and_its_length() -> None:
+    with pytest.raises(ValueError) as error:
+        parse_duration("9" * 3145728)
+
+    message = str(error.value)
+    assert message.startswith(f"invalid duration '{'9' * 24}…' (3145728 characters): use")
+    assert len(message) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (10**400, "size an integer of about 401 digits is more than 8 EiB"),
+        ("9" * 5000, "invalid size '999999999999999999999999…' (5000 characters)"),
+        ("99999999999TiB", "size '99999999999TiB' is more than 8 EiB"),
+        ({"a": 1}, "expected a size such as 500MB or 2GiB, got a dict of 1 item"),
+    ],
+)
+def test_parse_size_refuses_huge_and_odd_values_with_a_value_error(
+    value: object, expected: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_size(value)  # type: ignore[arg-type]
+
+    assert str(error.value).startswith(expected)
+    assert len(str(error.value)) < 200
+
+
+# -- secrets in query strings and RTMP stream keys -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtmp://csu/live/stream?token=abc", "rtmp://csu/live/stream?token=***"),
+        (
+            "rtsp://10.0.0.11:554/cam/realmonitor?channel=1&subtype=0",
+            "rtsp://10.0.0.11:554/cam/realmonitor?channel=1&subtype=0",
+        ),
+        (
+            "rtsp://admin:pw99@cam/live?channel=1&Password=pw99&user=admin",
+            "rtsp://admin:***@cam/live?channel=1&Password=***&user=admin",
+        ),
+        (
+            "rtmps://csu:443/app/s?access_token=t0k&apiKey=k3y&X-Amz-Signature=abcd&sig=s1&pwd=p",
+            "rtmps://csu:443/app/s?access_token=***&apiKey=***&X-Amz-Signature=***&sig=***&pwd=***",
+        ),
+        (
+            "rtsp://cam/s?SESSIONID=42&auth=x&secret=y&credential=z&streamkey=w&passwd=v",
+            "rtsp://cam/s?SESSIONID=***&auth=***&secret=***&credential=***&streamkey=***&passwd=***",
+        ),
+        (
+            "rtsp://cam/s?keyint=50&signal=1&transport=tcp&profile=main",
+            "rtsp://cam/s?keyint=50&signal=1&transport=tcp&profile=main",
+        ),
+        ("rtsp://cam/s?token=&flag", "rtsp://cam/s?token=&flag"),
+    ],
+)
+def test_redact_url_masks_secret_query_values_and_keeps_harmless_ones(
+    url: str, expected: str
+) -> None:
+    assert redact_url(url) == expected
+
+
+def test_secrets_in_url_gives_the_values_to_register_as_written_and_decoded() -> None:
+    url = "rtmp://csu/live/s?channel=1&token=a%2Bb%3Dc&Key=plain-key&subtype=0"
+
+    assert secrets_in_url(url) == ["a%2Bb%3Dc", "a+b=c", "plain-key"]
+    assert secrets_in_url("rtsp://cam/live?channel=1") == []
+    assert secrets_in_url("rtsp://[bad") == []
+
+
+def test_registered_query_secrets_are_masked_in_any_message() -> None:
+    url = "rtmp://csu/live/s?token=Qx7-uplink-tok"
+    for secret in secrets_in_url(url):
+        register_secret(secret)
+
+    assert redact("push failed: server said Qx7-uplink-tok is expired") == (
+        "push failed: server said *** is expired"
+    )
+
+
+def test_redact_masks_query_secrets_of_urls_quoted_in_free_text() -> None:
+    message = "cannot open 'rtmp://csu/live/s?token=abc123&ch=1'; retrying (https://x/?sig=zz)"
+
+    assert (
+        redact(message)
+        == "cannot open 'rtmp://csu/live/s?token=***&ch=1'; retrying (https://x/?sig=***)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("rtmp://csu/live/{site_id}-{camera_id}", "rtmp://csu/live/{site_id}-{camera_id}"),
+        ("rtmp://csu/live/{site_id}/{camera_id}", "rtmp://csu/live/{site_id}/{camera_id}"),
+        ("rtmp://csu/live/a1b2c3d4", "rtmp://csu/live/***"),
+        ("rtmps://csu:443/live/xxxx-yyyy-zzzz", "rtmps://csu:443/live/***"),
+        ("rtmp://csu/live/k3y_{camera_id}", "rtmp://csu/live/***_{camera_id}"),
+        ("rtmp://csu/live/{site_id}.k3y", "rtmp://csu/live/{site_id}.***"),
+        ("rtmp://csu/live/a1b2?token=t0k", "rtmp://csu/live/***?token=***"),
+        ("rtmp://u:pw12@csu/live/{camera_id}", "rtmp://u:***@csu/live/{camera_id}"),
+        ("rtmp://csu/live", "rtmp://csu/live"),
+        ("rtsps://csu:8322/{site_id}/{camera_id}", "rtsps://csu:8322/{site_id}/{camera_id}"),
+        ("rtsp://csu/ingest/literal", "rtsp://csu/ingest/literal"),
+    ],
+)
+def test_mask_stream_key_hides_literal_stream_names_of_rtmp_templates(
+    template: str, expected: str
+) -> None:
+    assert mask_stream_key(template) == expected
+
+
+def test_logging_filter_masks_query_tokens_in_urls(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, output = logged
+
+    logger.warning("forward: connected to %s", "rtmp://csu/live/hall?auth_token=zz9&ch=1")
+
+    assert "zz9" not in output.getvalue()
+    assert "rtmp://csu/live/hall?auth_token=***&ch=1" in output.getvalue()
