@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import time
@@ -10,7 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fmp4_craft import (
+    FFMPEG_FPS,
+    boxes,
+    damaged,
+    ffmpeg_segment,
+    ffprobe_packets,
+    forty_byte_empty_tkhd,
+    fragments,
+    with_empty_tkhd,
+    with_giant_trun,
+)
 from helpers import decode_errors, ffprobe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.media.normalize import Normalizer
 from gateway.recorder.fmp4 import Fmp4Error, repair, scan
@@ -211,3 +225,225 @@ def test_repair_leaves_a_complete_file_untouched(recording: Recording, tmp_path:
 
     assert copy.read_bytes() == recording.finished.read_bytes()
     assert facts.frames == recording.info.frames
+
+
+# -- damaged and hostile files ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s ffmpeg segment with AAC audio: fragments of two tracks."""
+    return ffmpeg_segment(tmp_path_factory.mktemp("ffmpeg") / "av.mp4", audio=True)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_an_empty_tkhd_is_a_damaged_header_not_a_crash(
+    recording: Recording, tmp_path: Path
+) -> None:
+    for path in (
+        _write(tmp_path / "forty.mp4", forty_byte_empty_tkhd()),
+        _write(tmp_path / "real.mp4", with_empty_tkhd(recording.finished.read_bytes())),
+    ):
+        for call in (scan, repair):
+            with pytest.raises(Fmp4Error, match="tkhd box of 0 bytes") as caught:
+                call(path)
+            assert not caught.value.header_only
+
+
+@pytest.mark.parametrize("count", [200_000_000, 0xFFFFFFFF])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_a_run_claiming_more_samples_than_its_boxes_hold_is_dropped_at_once(
+    recording: Recording, tmp_path: Path, count: int, per_sample: bool
+) -> None:
+    data = recording.finished.read_bytes()
+    path = _write(tmp_path / "giant.mp4", with_giant_trun(data, count, per_sample=per_sample))
+    whole = scan(recording.finished)
+
+    started = time.monotonic()
+    facts = scan(path)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 0.1, f"{elapsed:.3f} s to scan a {len(data)}-byte file"
+    # The lying fragment is left out; the others are read as before.
+    assert facts.fragments == whole.fragments - 1
+    assert facts.damaged == 1
+    assert 0 < facts.frames < whole.frames
+
+
+def test_damaged_first_fragment_is_rebuilt_from_the_good_ones(
+    recording: Recording, tmp_path: Path
+) -> None:
+    data = recording.finished.read_bytes()
+    spans = fragments(data)
+    part = _write(tmp_path / "first.mp4.part", damaged(data, spans[0][0] + 4, 40))
+    rebuilt = tmp_path / "rebuilt.mp4"
+
+    facts = repair(part, rebuild_to=rebuilt)
+
+    assert part.read_bytes() == damaged(data, spans[0][0] + 4, 40)  # the original is kept
+    assert facts.rebuilt and facts.damaged == 1
+    assert facts.fragments == len(spans) - 1
+    assert rebuilt.stat().st_size == facts.size
+    assert decode_errors(rebuilt) == ""
+    assert facts.frames == int(video_stream(rebuilt)["nb_read_packets"]) > 0
+    # tfdt keeps the timeline: what is left ends where the recording ended, and starts on the
+    # first keyframe after the damage (1 s: the camera's GOP), not at 0.
+    whole = scan(recording.finished)
+    assert facts.starts_on_keyframe is True
+    assert abs(facts.start_offset - 1.0) <= 1 / FPS
+    assert abs((facts.start_offset + facts.duration) - whole.duration) <= 1 / FPS
+    assert facts.frames + facts.trimmed + round(FRAGMENT_SECONDS * FPS) >= whole.frames - 1
+
+
+@pytest.mark.parametrize("where", ["moof", "mdat header", "mfhd"])
+def test_damage_in_the_middle_keeps_the_fragments_on_both_sides(
+    with_audio: Path, tmp_path: Path, where: str
+) -> None:
+    data = with_audio.read_bytes()
+    spans = fragments(data)
+    moof = spans[2][0]
+    mdat = boxes(data, moof)[1][1]
+    offset = {"moof": moof, "mdat header": mdat, "mfhd": moof + 8}[where]
+    part = _write(tmp_path / "middle.mp4.part", damaged(data, offset, 12, fill=0))
+
+    facts = repair(part)  # without rebuild_to: rebuilt in place
+
+    assert facts.rebuilt and facts.damaged == 1
+    assert facts.fragments == len(spans) - 1
+    assert decode_errors(part) == ""
+    video, audio = ffprobe_packets(part)
+    assert video == facts.frames
+    assert audio == facts.tracks[2].samples
+    assert facts.duration == pytest.approx(scan(with_audio).duration, abs=1 / FFMPEG_FPS)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_absolute_data_offsets_move_with_their_fragment(tmp_path: Path) -> None:
+    """Without default_base_moof, ffmpeg gives each fragment an absolute base data offset."""
+    source = ffmpeg_segment(tmp_path / "absolute.mp4", movflags="empty_moov", gop=13)
+    data = source.read_bytes()
+    spans = fragments(data)
+    part = _write(tmp_path / "absolute.mp4.part", damaged(data, spans[1][0] + 4, 8))
+
+    facts = repair(part)
+
+    assert facts.rebuilt and facts.fragments == len(spans) - 1
+    assert decode_errors(part) == ""
+    assert ffprobe_packets(part) == [facts.frames]
+
+
+def test_garbage_after_the_last_fragment_is_cut_in_place(
+    recording: Recording, tmp_path: Path
+) -> None:
+    data = recording.finished.read_bytes()
+    path = _write(tmp_path / "tail.mp4.part", data + bytes(5000) + b"\x00\x00\x10\x00moof")
+
+    facts = repair(path)
+
+    assert not facts.rebuilt and facts.damaged == 0
+    assert path.read_bytes() == data
+    assert facts.frames == recording.info.frames
+
+
+def test_header_only_files_are_told_apart_from_damaged_ones(
+    recording: Recording, tmp_path: Path
+) -> None:
+    data = recording.finished.read_bytes()
+    moov = next(b for b in boxes(data) if b[0] == b"moov")
+    cases = {
+        "empty": (b"", True),
+        "inside the header": (data[: moov[1] + 50], True),
+        "header only": (data[: moov[2]], True),
+        "damaged header size": (damaged(data, moov[1], 4), False),
+        "not a segment": (b"hello, world" * 10, False),
+    }
+    for name, (content, header_only) in cases.items():
+        path = _write(tmp_path / "case.mp4.part", content)
+        with pytest.raises(Fmp4Error) as caught:
+            repair(path)
+        assert caught.value.header_only is header_only, name
+
+
+def test_a_fifo_or_a_link_under_a_segment_name_is_refused_without_blocking(
+    recording: Recording, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(recording.finished)
+
+    with pytest.raises(Fmp4Error, match="not a regular file"):
+        scan(fifo)
+    with pytest.raises(OSError, match="link"):
+        scan(link)
+
+
+_FUZZ_SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@st.composite
+def mutations(draw: st.DrawFn, size: int) -> list[tuple[str, int, bytes]]:
+    kinds = st.sampled_from(["flip", "overwrite", "insert", "delete", "truncate", "size"])
+    steps = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(kinds)
+        at = draw(st.integers(0, size - 1))
+        blob = draw(st.binary(min_size=1, max_size=64))
+        steps.append((kind, at, blob))
+    return steps
+
+
+def mutate(data: bytes, steps: list[tuple[str, int, bytes]]) -> bytes:
+    out = bytearray(data)
+    for kind, where, blob in steps:
+        at = where % max(1, len(out))
+        if not out and kind != "insert":
+            continue
+        if kind == "flip":
+            out[at] ^= blob[0] | 1
+        elif kind == "overwrite":
+            out[at : at + len(blob)] = blob
+        elif kind == "insert":
+            out[at:at] = blob
+        elif kind == "delete":
+            del out[at : at + len(blob)]
+        elif kind == "truncate":
+            del out[at:]
+        else:  # a box size or count field set to something extreme
+            value = int.from_bytes(blob[:4].ljust(4, b"\0"), "big") | (0xFFFF0000 * (blob[0] & 1))
+            out[at : at + 4] = value.to_bytes(4, "big")
+    return bytes(out)
+
+
+@_FUZZ_SETTINGS
+@given(data=st.data())
+def test_mutated_segments_only_ever_raise_fmp4error_and_never_hang(
+    recording: Recording, with_audio: Path, tmp_path: Path, data: st.DataObject
+) -> None:
+    source = data.draw(st.sampled_from([recording.finished, with_audio]))
+    original = source.read_bytes()
+    mutated = mutate(original, data.draw(mutations(len(original))))
+    path = _write(tmp_path / "fuzz.mp4.part", mutated)
+    rebuilt = tmp_path / "fuzz-rebuilt.mp4"
+    rebuilt.unlink(missing_ok=True)
+
+    for call in (scan, lambda p: repair(p, rebuild_to=rebuilt)):
+        started = time.monotonic()
+        try:
+            facts = call(path)
+        except Fmp4Error:
+            continue
+        finally:
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0, f"{elapsed:.2f} s on a {len(mutated)}-byte file"
+        # Every sample takes at least a byte; nothing is added, only dropped.
+        assert 0 <= facts.frames <= len(mutated)
+        assert facts.size <= len(mutated)

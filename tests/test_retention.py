@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -13,9 +14,9 @@ from gateway.media.normalize import Normalizer
 from gateway.recorder.fmp4 import scan
 from gateway.recorder.segment import SegmentInfo, SegmentWriter
 from gateway.source.sim import SimSource
-from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment, gaps
+from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment, QuarantinedFile, gaps
 from gateway.storage.naming import segment_path
-from gateway.storage.recovery import reconcile, reindex
+from gateway.storage.recovery import rebuild_index, reconcile
 from gateway.storage.retention import Eviction, RetentionPolicy, enforce, free_bytes
 
 DAY = 86400.0
@@ -175,6 +176,144 @@ def test_missing_file_is_still_evicted_from_the_index(root: Path, index: Index) 
     assert index.paths() == {r.path for r in rows[1:]}
 
 
+def test_a_flooding_camera_never_takes_another_below_its_fair_share(
+    root: Path, index: Index
+) -> None:
+    # cam-small recorded first (oldest) and little; cam-flood then wrote ten times as much.
+    small = fill(root, index, [("small", T0 + i, 1000) for i in range(3)])
+    flood = fill(root, index, [("flood", T0 + 100 + i, 3000) for i in range(10)])
+    reported: list[Eviction] = []
+
+    # 33 000 bytes held for a 20 000 quota: each camera's share is 10 000.
+    evicted = enforce(index, root, policy(quota=20_000), now=T0 + 200, on_evict=reported.append)
+
+    assert [e.segment for e in evicted] == flood[:5]  # the flood's oldest, not the older small
+    assert {(e.reason, e.camera) for e in evicted} == {("quota", "flood")}
+    assert reported == evicted
+    assert index.camera_bytes() == {"small": 3000, "flood": 15_000}
+    assert all((root / r.path).exists() for r in small)
+
+
+def test_only_when_no_camera_is_above_its_share_the_oldest_goes(root: Path, index: Index) -> None:
+    rows = fill(root, index, [(f"cam{i % 2}", T0 + i, 1000) for i in range(8)])
+
+    evicted = enforce(index, root, policy(quota=5000), now=T0 + 100)
+
+    # Both cameras hold 4000, above their 2500 share: oldest first, alternating.
+    assert [e.segment for e in evicted] == rows[:3]
+
+
+def test_a_camera_being_written_counts_for_the_shares(root: Path, index: Index) -> None:
+    old = fill(root, index, [("a", T0 + i, 2000) for i in range(4)])
+    newer = fill(root, index, [("b", T0 + 50 + i, 2000) for i in range(2)])
+
+    # a: 8000, b: 4000 indexed + 6000 being written, c: a new camera writing 1000.
+    evicted = enforce(
+        index, root, policy(quota=12_000), writing={"b": 6000, "c": 1000}, now=T0 + 100
+    )
+
+    # 19 000 for 12 000: a share is 4000. a goes down to its share, oldest first; b, with
+    # 6000 being written, is still above its share, so its finished segments go too; c,
+    # below its share, is not touched.
+    assert [e.segment for e in evicted] == [*old[:2], *newer]
+    assert index.camera_bytes() == {"a": 4000}
+
+
+def test_the_old_writing_bytes_keyword_still_counts_in_the_quota(root: Path, index: Index) -> None:
+    rows = fill(root, index, [("cam0", T0 + i, 1000) for i in range(3)])
+
+    evicted = enforce(index, root, policy(quota=3000), writing_bytes=1000, now=T0 + 10)
+
+    assert [e.segment for e in evicted] == rows[:1]
+
+
+def quarantine_file(root: Path, index: Index, start: float, size: int) -> QuarantinedFile:
+    path = segment_path(root / "quarantine", "cam0", start)
+    path = path.with_name(path.name + ".quarantined")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff" * size)
+    item = QuarantinedFile(str(path.relative_to(root)), "cam0", start, size, "unreadable", T0)
+    index.add_quarantined(item)
+    return item
+
+
+def test_quarantined_files_go_first_and_always_after_max_age(root: Path, index: Index) -> None:
+    now = T0 + 40 * DAY
+    rows = fill(root, index, [("cam0", now - 100 + i, 1000) for i in range(3)])
+    expired = quarantine_file(root, index, now - 31 * DAY, 10)
+    recent = quarantine_file(root, index, now - 50, 500)
+
+    # Within the quota: only the file older than max_age goes.
+    evicted = enforce(index, root, policy(quota=10_000, max_age=30 * DAY), now=now)
+    assert [(e.segment, e.reason, e.quarantined) for e in evicted] == [(expired, "max_age", True)]
+    assert not (root / expired.path).exists()
+    assert index.totals()[1] == 3500
+
+    # Over the quota: the quarantined file goes before any recording, though it is newer.
+    evicted = enforce(index, root, policy(quota=3000, max_age=30 * DAY), now=now)
+    assert [(e.segment, e.reason) for e in evicted] == [(recent, "quota")]
+    assert not (root / recent.path).exists()
+    assert not (root / "quarantine" / "cam0").exists()  # emptied folders go too
+    assert index.paths() == {r.path for r in rows}
+    assert index.quarantined() == []
+
+
+@pytest.mark.parametrize(
+    "bad_path",
+    [
+        "../outside/cam0_20231114T221320.000Z.mp4",
+        "audit/forward-sessions.jsonl",
+        "/etc/passwd",
+        "cam0/2023-11-14/cam1_20231114T221320.000Z.mp4",  # another camera's name
+        "cam0/2023-11-15/cam0_20231114T221320.000Z.mp4",  # another day's folder
+        "cam0/2023-11-14/cam0_20231114T221320.000Z.mp4.part",
+        "cam0/2023-11-14/../../audit/x",
+        "index.sqlite3",
+    ],
+)
+def test_rows_naming_other_paths_are_dropped_and_their_paths_untouched(
+    tmp_path: Path, root: Path, index: Index, bad_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "cam0_20231114T221320.000Z.mp4"
+    victim.write_bytes(b"x" * 10)
+    (root / "audit").mkdir()
+    journal = root / "audit" / "forward-sessions.jsonl"
+    journal.write_text("{}\n")
+    (root / "index.sqlite3-not").write_text("")
+    bad = replace(make_segment(root, "cam0", T0 - 10, 10), path=bad_path)
+    index.add(bad)
+    good = fill(root, index, [("cam0", T0 + i, 1000) for i in range(3)])
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "index" not in p.name}
+
+    evicted = enforce(index, root, policy(quota=2000), now=T0 + 10)
+
+    assert [e.segment for e in evicted] == good[:1]
+    assert bad_path not in index.paths()
+    assert "index row dropped, its path not touched" in caplog.text
+    assert victim.read_bytes() == b"x" * 10 and journal.read_text() == "{}\n"
+    for path, content in before.items():
+        if path != root / good[0].path:
+            assert path.read_bytes() == content, path
+
+
+def test_a_link_swapped_in_for_a_day_folder_is_not_followed(
+    tmp_path: Path, root: Path, index: Index
+) -> None:
+    rows = fill(root, index, [("cam0", T0 + i, 1000) for i in range(3)])
+    day = (root / rows[0].path).parent
+    outside = tmp_path / "elsewhere"
+    day.rename(outside)  # the folder moved away, and a link to it put in its place
+    day.symlink_to(outside)
+
+    evicted = enforce(index, root, policy(quota=0), now=T0 + 10)
+
+    assert evicted == []
+    assert index.paths() == set()  # the rows are dropped: retention does not stop on them
+    assert sorted(p.name for p in outside.iterdir()) == sorted(Path(r.path).name for r in rows)
+
+
 def row(camera: str, start: float, end: float) -> IndexedSegment:
     return IndexedSegment(
         path=f"{camera}/{start}.mp4",
@@ -276,11 +415,13 @@ def test_reindex_from_files_alone_matches_the_index_written_at_close(storage: St
     root = storage.root
     closed = Index(root / "closed.sqlite3")
     closed.add_many(as_row(root, i) for i in storage.infos)
-    rebuilt = Index(root / "rebuilt.sqlite3")
-    rebuilt.add(as_row(root, storage.infos[0]))  # stale content is replaced, not merged
-    rebuilt.add(row("gone", T0, T0 + 10))  # a row whose file no longer exists
+    stale = Index(root / "rebuilt.sqlite3")
+    stale.add(as_row(root, storage.infos[0]))  # stale content is replaced, not merged
+    stale.add(row("gone", T0, T0 + 10))  # a row whose file no longer exists
+    stale.close()
 
-    report = reindex(root, rebuilt)
+    report = rebuild_index(root, root / "rebuilt.sqlite3")
+    rebuilt = Index(root / "rebuilt.sqlite3")
 
     expected, got = closed.segments(), rebuilt.segments()
     assert report.added == 2
@@ -320,7 +461,9 @@ def test_leftover_part_file_is_repaired_and_indexed(storage: Storage) -> None:
     assert added.bytes == final.stat().st_size < len(data) * 3 // 4
 
 
-def test_empty_or_garbage_part_files_are_removed(storage: Storage) -> None:
+def test_part_files_without_media_are_removed_and_garbage_is_quarantined(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
     index.add_many(as_row(root, i) for i in storage.infos)
@@ -334,15 +477,23 @@ def test_empty_or_garbage_part_files_are_removed(storage: Storage) -> None:
     data = storage.infos[1].path.read_bytes()
     moov_only.parent.mkdir(parents=True, exist_ok=True)
     moov_only.write_bytes(data[: data.index(b"moof") - 4])  # headers, but not one fragment
+    caplog.set_level(logging.INFO, logger="gateway.storage")
 
     report = reconcile(root, index)
 
-    assert report.discarded == 3
-    assert report.repaired == 0
-    for path in (empty, garbage, moov_only):
+    # Nothing past the movie header: no image is lost, the file goes (with a log line).
+    assert report.discarded == 2
+    for path in (empty, moov_only):
         assert not path.exists()
         assert not path.with_name(path.name.removesuffix(".part")).exists()
+        assert f"removing interrupted segment {path.relative_to(root)}" in caplog.text
+    # Bytes that are not a segment may still be someone's images: kept aside, not deleted.
+    assert report.quarantined == 1 and report.repaired == 0
+    assert not garbage.exists()
+    moved = root / "quarantine" / f"{garbage.relative_to(root)}.quarantined"
+    assert moved.read_bytes() == b"\x00\x00\x00\x10junkjunkjunk" * 50
     assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
+    assert [q.path for q in index.quarantined()] == [str(moved.relative_to(root))]
 
 
 def test_rows_of_deleted_files_are_forgotten(storage: Storage) -> None:
@@ -369,7 +520,7 @@ def test_unindexed_finished_file_is_added(storage: Storage) -> None:
     assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
 
 
-def test_part_file_with_a_foreign_name_does_not_skew_the_report(storage: Storage) -> None:
+def test_part_file_with_a_foreign_name_is_left_alone(storage: Storage) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
     index.add_many(as_row(root, i) for i in storage.infos)
@@ -378,7 +529,8 @@ def test_part_file_with_a_foreign_name_does_not_skew_the_report(storage: Storage
 
     report = reconcile(root, index)
 
-    assert report.added == 0
-    assert report.repaired == 1
+    assert report.added == 0 and report.repaired == 0 and report.quarantined == 0
+    assert report.foreign == 1
     assert "-1" not in report.summary()
+    assert stray.read_bytes() == storage.infos[0].path.read_bytes()
     assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
