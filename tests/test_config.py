@@ -184,7 +184,7 @@ def test_unknown_key_at_top_level() -> None:
     data["colour"] = "blue"
     assert problems_of(data) == [
         "colour: unknown key "
-        "(allowed: site_id, storage, cameras, metrics, uplink, control, mqtt, audit)"
+        "(allowed: site_id, storage, cameras, metrics, uplink, control, mqtt, workers, audit)"
     ]
 
 
@@ -203,7 +203,8 @@ def test_unknown_key_in_camera_names_the_field_path(tmp_path: Path) -> None:
         load_config(path)
     assert info.value.problems == [
         "cameras[1].pasword: unknown key "
-        "(allowed: id, url, username, password, password_file, record, audio, forward, forward_url)"
+        "(allowed: id, url, username, password, password_file, record, audio, forward, "
+        "forward_url, tls, max_bitrate)"
     ]
     assert info.value.path == path
     assert str(info.value) == info.value.problems[0]
@@ -612,3 +613,236 @@ def test_warning_password_over_plain_rtsp(monkeypatch: pytest.MonkeyPatch) -> No
     assert warning.startswith("cameras[0] (plain): ")
     assert "rtsps://" in warning
     assert "pw-plain" not in warning
+
+
+# --- cameras[].tls -------------------------------------------------------------------------------
+
+PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+
+def rtsps_camera(**camera: object) -> dict[str, Any]:
+    data = minimal()
+    data["cameras"] = [{"id": "cam", "url": "rtsps://10.0.0.5/s", **camera}]
+    return data
+
+
+def test_camera_tls_defaults_to_the_system_cas() -> None:
+    camera = parse_config(rtsps_camera(), base_dir=Path("/")).cameras[0]
+    assert camera.tls is None
+    tls = parse_config(rtsps_camera(tls={}), base_dir=Path("/")).cameras[0].tls
+    assert tls is not None
+    assert (tls.ca_file, tls.pin_sha256, tls.insecure) == (None, (), False)
+
+
+def test_camera_tls_fields(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "cameras-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    data = rtsps_camera(tls={"ca_file": "pki/cameras-ca.pem", "pin_sha256": [f"sha256//{PIN}"]})
+    camera = parse_config(data, base_dir=tmp_path).cameras[0]
+    assert camera.tls is not None
+    assert camera.tls.ca_file == tmp_path / "pki" / "cameras-ca.pem"  # next to the config file
+    assert camera.tls.pin_sha256 == (PIN,)  # stored bare, as uplink.tls.pin_sha256
+    insecure = parse_config(rtsps_camera(tls={"insecure": True}), base_dir=Path("/")).cameras[0]
+    assert insecure.tls is not None and insecure.tls.insecure
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        (
+            {"pin_sha256": ["sha256//AAAA"]},
+            "cameras[0].tls.pin_sha256[0]: decodes to 3 bytes, a SHA-256 pin is 32 bytes",
+        ),
+        (
+            {"ca_file": "missing-ca.pem"},
+            "cameras[0].tls.ca_file: cannot read /missing-ca.pem: No such file or directory",
+        ),
+        (
+            {"insecure": True, "pin_sha256": [PIN]},
+            "cameras[0].tls.insecure: cannot be true together with pin_sha256 (insecure turns "
+            "every check off): remove one or the other",
+        ),
+        (
+            {"verify": False},
+            "cameras[0].tls.verify: unknown key (allowed: ca_file, pin_sha256, insecure)",
+        ),
+        ({"insecure": "maybe"}, "cameras[0].tls.insecure: input should be a valid boolean"),
+    ],
+)
+def test_bad_camera_tls(tls: dict[str, object], problem: str) -> None:
+    problems = problems_of(rtsps_camera(tls=tls))
+    assert problems[0].startswith(problem), problems
+
+
+@pytest.mark.parametrize("url", ["rtsp://10.0.0.5/s", "sim://hall-a?fps=15"])
+def test_tls_on_a_camera_without_rtsps_is_refused(url: str) -> None:
+    scheme = url.split(":", 1)[0]
+    data = minimal()
+    data["cameras"] = [{"id": "cam", "url": url, "tls": {"insecure": True}}]
+    assert problems_of(data) == [
+        f"cameras[0].tls: applies to rtsps:// cameras only, not {scheme}:// "
+        "(TLS settings need an rtsps:// url or forward_url)"
+    ]
+
+
+def test_tls_applies_to_an_rtsps_forward_url_of_an_rtsp_camera() -> None:
+    data = with_camera(forward_url="rtsps://10.0.0.5/sub", tls={"pin_sha256": [PIN]})
+    camera = parse_config(data, base_dir=Path("/")).cameras[0]
+    assert camera.tls is not None and camera.tls.pin_sha256 == (PIN,)
+
+
+def test_one_tls_policy_for_the_stream_and_the_substream() -> None:
+    from gateway.source import camera_tls_policy
+    from gateway.source.tls import TlsPolicy
+
+    def policy(**tls: object) -> TlsPolicy:
+        data = rtsps_camera(forward_url="rtsps://10.0.0.5/sub", **({"tls": tls} if tls else {}))
+        return camera_tls_policy(parse_config(data, base_dir=Path("/")).cameras[0])
+
+    assert policy() == TlsPolicy()
+    assert policy(pin_sha256=[PIN]) == TlsPolicy(pins=(PIN,))
+    assert policy(insecure=True) == TlsPolicy(verify=False)
+
+
+# --- warnings about the camera link and the file ------------------------------------------------
+
+
+def camera_warnings(*cameras: dict[str, object]) -> list[str]:
+    data = minimal()
+    data["cameras"] = list(cameras)
+    config = parse_config(data, base_dir=Path("/"))
+    return [w for w in config_warnings(config) if w.startswith("cameras[")]
+
+
+def test_insecure_tls_is_warned_about_at_every_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "statvfs", fake_statvfs(10**15))
+    with_password = {
+        "id": "lobby",
+        "url": "rtsps://u:pw-1234@10.0.0.2/s",
+        "tls": {"insecure": True},
+    }
+    without = {"id": "yard", "url": "rtsps://10.0.0.3/s", "tls": {"insecure": True}}
+    verified = {"id": "hall", "url": "rtsps://u:pw-5678@10.0.0.4/s"}
+    assert camera_warnings(with_password, without, verified) == [
+        "cameras[0] (lobby): TLS verification is off (tls.insecure): anyone on the LAN can "
+        "impersonate the camera and receive its password",
+        "cameras[1] (yard): TLS verification is off (tls.insecure): anyone on the LAN can "
+        "impersonate the camera and have its own video recorded as the camera's",
+    ]
+
+
+def test_a_password_over_a_plain_substream_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "statvfs", fake_statvfs(10**15))
+    camera = {
+        "id": "gate",
+        "url": "rtsps://u:pw-1234@10.0.0.2/main",
+        "forward_url": "rtsp://10.0.0.2/sub",
+    }
+    [warning] = camera_warnings(camera)
+    assert warning == (
+        "cameras[0] (gate): with plain rtsp:// (forward_url) anyone on the LAN posing as the "
+        "camera receives its password (FFmpeg sends it in clear when asked for Basic "
+        "authentication); use rtsps://, where the camera is verified before any request"
+    )
+
+
+CLEARTEXT = """\
+site_id: res-1
+storage: {path: /srv/rec, quota: 10GiB}
+cameras:
+  - {id: a, url: "rtsp://10.0.0.1/s", username: u, password: literal-pw}
+  - {id: b, url: "rtsp://u:in-url-pw@10.0.0.2/s"}
+  - {id: c, url: "rtsp://10.0.0.3/s?token=f00dcafe42", username: u, password: "${CAM_C}"}
+  - {id: d, url: "rtsp://10.0.0.4/s", username: u, password_file: d.pw}
+uplink: {url: "rtmp://csu.example.org/live/s3cr3tkey-{camera_id}"}
+"""
+
+
+def exposure(config: Config) -> list[str]:
+    return [w for w in config_warnings(config) if "holds passwords in clear" in w]
+
+
+def test_a_file_with_passwords_readable_by_others_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "statvfs", fake_statvfs(10**15))
+    monkeypatch.setenv("CAM_C", "from-env-pw")
+    (tmp_path / "d.pw").write_text("from-file-pw\n")
+    path = write(tmp_path, CLEARTEXT)
+    path.chmod(0o644)
+    [warning] = exposure(load_config(path))
+    assert warning == (
+        f"{path}: holds passwords in clear (cameras[0].password, cameras[1].url, cameras[2].url, "
+        "uplink.url) and is open to users other than its owner and group (mode 0644): "
+        f"chmod 640 {path}, or move the passwords to password_file (systemd LoadCredential=)"
+    )
+    for secret in ("literal-pw", "in-url-pw", "f00dcafe42", "s3cr3tkey"):
+        assert secret not in warning
+    path.chmod(0o640)
+    assert exposure(load_config(path)) == []
+
+
+def test_a_file_without_passwords_in_clear_may_be_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "statvfs", fake_statvfs(10**15))
+    monkeypatch.setenv("CAM_PASS", "from-env-pw")
+    path = write(
+        tmp_path,
+        """\
+        site_id: res-1
+        storage: {path: /srv/rec, quota: 10GiB}
+        cameras:
+          - {id: a, url: "rtsps://10.0.0.1/s?channel=1", username: u, password: "${CAM_PASS}"}
+        """,
+    )
+    path.chmod(0o604)
+    config = load_config(path)
+    assert config.file is not None and config.file.mode == 0o604
+    assert exposure(config) == []
+    assert parse_config(minimal(), base_dir=tmp_path).file is None  # not from a file: no check
+
+
+def test_tokens_in_camera_urls_are_masked_everywhere() -> None:
+    data = with_camera(
+        url="rtsp://10.0.0.5/s?channel=1&token=cam-t0ken-123",
+        forward_url="rtsp://10.0.0.5/sub?apikey=sub-k3y-456",
+    )
+    camera = parse_config(data, base_dir=Path("/")).cameras[0]
+    assert redact("got cam-t0ken-123 and sub-k3y-456") == "got *** and ***"
+    assert camera.display_url == "rtsp://10.0.0.5/s?channel=1&token=***"
+    assert camera.source_url() == "rtsp://10.0.0.5/s?channel=1&token=cam-t0ken-123"
+
+
+def test_bitrate_ceiling_defaults_well_above_real_streams_and_takes_units() -> None:
+    config = parse_config(with_camera(), base_dir=Path("/"))
+    assert config.cameras[0].max_bitrate == 50e6
+    for text, value in (("8Mbit/s", 8e6), ("800kbit/s", 8e5), ("1.5 Gbit/s", 1.5e9), (2e6, 2e6)):
+        camera = parse_config(with_camera(max_bitrate=text), base_dir=Path("/")).cameras[0]
+        assert camera.max_bitrate == value, text
+
+
+@pytest.mark.parametrize("value", ["50Mbps", "fast", -1, "1e400", "9" * 5000])
+def test_bad_bitrate_is_refused_with_the_accepted_forms(value: object) -> None:
+    [problem] = problems_of(with_camera(max_bitrate=value))
+    assert problem.startswith("cameras[0].max_bitrate: ")
+    assert len(problem) < 200
+
+
+def test_worker_memory_cap_has_a_floor() -> None:
+    data = minimal()
+    data["workers"] = {"memory_max": "256MiB"}
+    assert parse_config(data, base_dir=Path("/")).workers.memory_max == 256 * 2**20
+    assert parse_config(minimal(), base_dir=Path("/")).workers.memory_max == 512 * 2**20
+    data["workers"] = {"memory_max": "32MiB"}
+    [problem] = problems_of(data)
+    assert (
+        problem
+        == "workers.memory_max: must be at least 128MiB (a worker maps about 55 MiB at rest)"
+    )
+
+
+@pytest.mark.parametrize("camera_id", ["audit", "quarantine"])
+def test_camera_ids_of_the_storage_tree_folders_are_reserved(camera_id: str) -> None:
+    [problem] = problems_of(with_camera(id=camera_id))
+    assert problem.startswith(f"cameras[0].id: camera id {camera_id!r} is reserved")

@@ -836,3 +836,34 @@ def test_no_uplink_warning_when_secure_or_without_password() -> None:
     assert config_warnings(parse(with_uplink(password="tls-pw-1"))) == []
     assert config_warnings(parse(with_uplink(url="rtsp://csu.example.org/{camera_id}"))) == []
     assert config_warnings(parse(with_camera(forward="on_demand"))) == []
+
+
+# --- secrets in the uplink URL ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtmp://csu.example.org/live/k3y-{camera_id}", "rtmp://csu.example.org/live/***-hall-a"),
+        ("rtmps://csu.example.org/live/a1b2c3d4e5", "rtmps://csu.example.org/live/***"),
+        (
+            "rtmp://csu.example.org/live/{site_id}-{camera_id}",
+            "rtmp://csu.example.org/live/res-1-hall-a",
+        ),
+        (
+            "rtsps://csu.example.org:8322/{site_id}/{camera_id}",
+            "rtsps://csu.example.org:8322/res-1/hall-a",
+        ),
+    ],
+)
+def test_display_target_masks_an_rtmp_stream_key(url: str, shown: str) -> None:
+    uplink = uplink_of(url=url)
+    assert uplink.display_target("res-1", "hall-a") == shown
+    assert uplink.push_url("res-1", "hall-a") == uplink.target_url("res-1", "hall-a")
+
+
+def test_tokens_in_the_uplink_url_are_registered_as_secrets() -> None:
+    uplink = uplink_of(url="rtmp://csu.example.org/live/{camera_id}?token=upl1nk-t0ken")
+    assert "upl1nk-t0ken" in uplink.push_url("res-1", "hall-a")
+    assert redact("ffmpeg said upl1nk-t0ken") == "ffmpeg said ***"
+    assert "upl1nk-t0ken" not in uplink.display_target("res-1", "hall-a")

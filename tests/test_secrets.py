@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import cli, wait_until, write_config
+from helpers import cli, make_certificates, wait_until, write_config
 
 pytestmark = pytest.mark.camera
 
@@ -69,34 +68,18 @@ def test_passwords_never_appear_in_any_output(tmp_path: Path, cameras, gateway) 
 
 
 def test_rtsps_camera_is_recorded(tmp_path: Path, cameras, gateway) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server = cameras(["/secure:fps=15:gop=15"], tls=(cert, key))
+    certs = make_certificates(tmp_path / "pki", name="camera")
+    server = cameras(["/secure:fps=15:gop=15"], tls=(certs["cert"], certs["key"]))
     config = write_config(
         tmp_path / "gw.yaml",
         tmp_path / "rec",
-        [{"id": "lobby", "url": server.url("/secure", scheme="rtsps")}],
+        [
+            {
+                "id": "lobby",
+                "url": server.url("/secure", scheme="rtsps"),
+                "tls": {"ca_file": str(certs["ca"])},
+            }
+        ],
         storage={"segment_duration": "2s"},
     )
     gw = gateway(config)

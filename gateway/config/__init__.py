@@ -11,6 +11,7 @@ from gateway.config.model import (
     StorageConfig,
     UplinkConfig,
     UplinkTlsConfig,
+    WorkersConfig,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "StorageConfig",
     "UplinkConfig",
     "UplinkTlsConfig",
+    "WorkersConfig",
     "config_warnings",
     "load_config",
     "parse_config",

@@ -20,9 +20,10 @@ from pydantic import (
 )
 
 from gateway.config.secrets import SecretError, read_password_file, resolve_password
-from gateway.units import format_duration, parse_duration, parse_size
+from gateway.units import format_duration, parse_bitrate, parse_duration, parse_size
 
 __all__ = [
+    "Bitrate",
     "ByteSize",
     "ConfigModel",
     "Duration",
@@ -40,6 +41,8 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 """A size in bytes; accepts an int or a string such as ``500MB`` or ``2GiB``."""
 Duration = Annotated[float, AllowInfNan(False), BeforeValidator(parse_duration)]
 """A duration in seconds; accepts a number or a string such as ``90s``, ``15m`` or ``30d``."""
+Bitrate = Annotated[float, AllowInfNan(False), BeforeValidator(parse_bitrate)]
+"""Bits per second; accepts a number or a string such as ``800kbit/s`` or ``50Mbit/s``."""
 
 
 class ConfigModel(BaseModel):

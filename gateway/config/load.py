@@ -12,7 +12,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from gateway.config.model import Config
+from gateway.config.cleartext import exposure_warning, inspect_file
+from gateway.config.model import CameraConfig, Config
 from gateway.units import format_size
 
 __all__ = [
@@ -178,9 +179,10 @@ def load_config(path: str | Path) -> Config:
             path=path,
         )
     try:
-        return parse_config(data, base_dir=path.absolute().parent)
+        config = parse_config(data, base_dir=path.absolute().parent)
     except ConfigError as exc:
         raise ConfigError(exc.problems, path=path) from None
+    return config.loaded_from(inspect_file(path, data))
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -212,11 +214,7 @@ def config_warnings(config: Config) -> list[str]:
                 f"at {where} ({format_size(total)}): that much free space can never be kept"
             )
     for index, camera in enumerate(config.cameras):
-        if camera.password is not None and urlsplit(camera.url).scheme == "rtsp":
-            warnings.append(
-                f"cameras[{index}] ({camera.id}): with plain rtsp:// the password crosses the LAN "
-                "in RTSP digest/basic authentication; prefer rtsps://"
-            )
+        warnings += _camera_transport_warnings(f"cameras[{index}] ({camera.id})", camera)
     for index, camera in enumerate(config.cameras):
         if camera.forward == "continuous":
             warnings.append(
@@ -228,5 +226,38 @@ def config_warnings(config: Config) -> list[str]:
     if uplink is not None and uplink.password is not None and not uplink.secure:
         warnings.append(
             f"uplink: password sent in clear over {uplink.scheme}://; prefer {uplink.scheme}s://"
+        )
+    exposed = None if config.file is None else exposure_warning(config.file)
+    if exposed is not None:
+        warnings.append(exposed)
+    return warnings
+
+
+def _camera_transport_warnings(label: str, camera: CameraConfig) -> list[str]:
+    """What a man in the middle on the LAN could do to this camera's pull.
+
+    Over plain ``rtsp://`` FFmpeg answers whatever authentication is asked for, Basic included,
+    so anyone posing as the camera receives the password in clear. Over ``rtsps://`` the camera
+    is verified before the first request, unless ``tls.insecure`` turns that off, which leaves it
+    as exposed as plain RTSP.
+    """
+    warnings: list[str] = []
+    urls = {"url": camera.url, "forward_url": camera.forward_url}
+    plain = [key for key, url in urls.items() if url and urlsplit(url).scheme == "rtsp"]
+    if camera.password is not None and plain:
+        warnings.append(
+            f"{label}: with plain rtsp:// ({' and '.join(plain)}) anyone on the LAN posing as the "
+            "camera receives its password (FFmpeg sends it in clear when asked for Basic "
+            "authentication); use rtsps://, where the camera is verified before any request"
+        )
+    if camera.tls is not None and camera.tls.insecure:
+        exposure = (
+            "receive its password"
+            if camera.password is not None
+            else "have its own video recorded as the camera's"
+        )
+        warnings.append(
+            f"{label}: TLS verification is off (tls.insecure): anyone on the LAN can impersonate "
+            f"the camera and {exposure}"
         )
     return warnings

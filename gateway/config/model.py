@@ -4,14 +4,13 @@ Sizes are stored as int bytes and durations as float seconds. Camera and uplink 
 resolved while validating (see :mod:`gateway.config.secrets`) and kept as
 :class:`pydantic.SecretStr`; the stored camera URLs never contain credentials. The validation
 context may carry ``base_dir``, the directory of the configuration file: relative ``password_file``
-paths (without ``$CREDENTIALS_DIRECTORY``) and relative ``uplink.tls`` files are relative to it
-(default: the working directory).
+paths (without ``$CREDENTIALS_DIRECTORY``) and relative ``tls`` files (uplink and cameras) are
+relative to it (default: the working directory). Secrets written in URLs (a password in the
+userinfo, tokens in the query) are registered with :mod:`gateway.redact` as they are read.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import os
 import re
@@ -19,19 +18,21 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (
-    AfterValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from gateway.config.cleartext import ConfigFile
 from gateway.config.fields import (
+    Bitrate,
     ByteSize,
     ConfigModel,
     Duration,
@@ -40,12 +41,12 @@ from gateway.config.fields import (
     base_dir,
     in_range,
     not_empty,
-    readable_file,
     refuse,
     resolve_password_fields,
 )
 from gateway.config.mqtt import MqttConfig
-from gateway.redact import redact_url, register_secret
+from gateway.config.tls import CameraTlsConfig, UplinkTlsConfig
+from gateway.redact import mask_stream_key, redact_url, register_secret, secrets_in_url
 from gateway.source.simurl import parse_sim_url
 from gateway.units import format_duration
 
@@ -60,6 +61,7 @@ __all__ = [
     "AuditConfig",
     "ByteSize",
     "CameraConfig",
+    "CameraTlsConfig",
     "Config",
     "ConfigModel",
     "ControlConfig",
@@ -69,6 +71,7 @@ __all__ = [
     "StorageConfig",
     "UplinkConfig",
     "UplinkTlsConfig",
+    "WorkersConfig",
     "parse_listen",
 ]
 
@@ -94,7 +97,20 @@ UNIX_SOCKET_PATH_MAX = 107
 """Longest Unix socket path in bytes (``sun_path`` is 108 bytes with the final NUL)."""
 AUDIT_DIRECTORY = "audit"
 """Default audit directory name under ``storage.path``; no camera may use it as its id."""
-SHA256_PIN_PREFIX = "sha256//"
+RESERVED_CAMERA_IDS = {
+    AUDIT_DIRECTORY: "the audit log's default directory",
+    "quarantine": "the folder of unusable files under storage.path",
+}
+DEFAULT_MAX_BITRATE = 50e6
+"""Bits per second above which a camera counts as flooding: well above any real 1080p or 4K
+stream (4K H.264 at high quality is 25–30 Mbit/s)."""
+BITRATE_MIN = 100e3
+DEFAULT_WORKER_MEMORY = 512 * 1024**2
+"""A camera worker's cap (data it may map, and resident memory). An RTSP camera's worker maps
+about 55 MiB of data and holds 45 MiB resident (of which about 10 MiB is its own, the rest shared
+with the other workers); its queues are bounded at 10 s or 64 MiB of video for the recorder and
+2 s for the forward, and FFmpeg's allocations at 64 MiB each."""
+WORKER_MEMORY_MIN = 128 * 1024**2
 
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _CAMERA_ID = re.compile(r"[a-z0-9_-]{1,32}")
@@ -209,6 +225,7 @@ def _move_url_credentials(out: dict[str, Any], key: str) -> None:
     url = out.get(key)
     if not isinstance(url, str):
         return
+    _register_url_secrets(url)
     try:
         bare, url_user, url_password = _split_credentials(url)
     except ValueError:
@@ -230,10 +247,18 @@ def _move_url_credentials(out: dict[str, Any], key: str) -> None:
         out["password"] = url_password
 
 
+def _register_url_secrets(url: str) -> None:
+    """Register the tokens and keys a URL's query carries, so that no output shows them."""
+    for secret in secrets_in_url(url):
+        if "{" not in secret:  # a placeholder of a template is not a secret
+            register_secret(secret)
+
+
 class CameraConfig(ConfigModel):
     """One camera: where to pull its stream from, what to keep of it and how it is forwarded.
 
-    ``username`` and ``password`` apply to ``url`` and ``forward_url`` alike (same device).
+    ``username``, ``password`` and ``tls`` apply to ``url`` and ``forward_url`` alike (same
+    device).
     """
 
     id: str
@@ -245,6 +270,10 @@ class CameraConfig(ConfigModel):
     audio: bool = True
     forward: ForwardMode = "on_demand"
     forward_url: str | None = None
+    tls: CameraTlsConfig | None = None
+    max_bitrate: Bitrate = DEFAULT_MAX_BITRATE
+    """A camera sending more than this, for two rate windows in a row (4 s), is disconnected
+    as flooding and retried slowly; what it sent before is kept."""
 
     @model_validator(mode="before")
     @classmethod
@@ -276,8 +305,8 @@ class CameraConfig(ConfigModel):
             raise ValueError(
                 f"invalid camera id {value!r}: use 1 to 32 characters among a-z, 0-9, '_' and '-'"
             )
-        if value == AUDIT_DIRECTORY:
-            raise ValueError(f"camera id {value!r} is reserved (the audit log's default directory)")
+        if value in RESERVED_CAMERA_IDS:
+            raise ValueError(f"camera id {value!r} is reserved ({RESERVED_CAMERA_IDS[value]})")
         return value
 
     @field_validator("url")
@@ -295,6 +324,23 @@ class CameraConfig(ConfigModel):
     def _username_not_empty(cls, value: str | None) -> str | None:
         if value == "":
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("tls")
+    @classmethod
+    def _tls_needs_rtsps(
+        cls, value: CameraTlsConfig | None, info: ValidationInfo
+    ) -> CameraTlsConfig | None:
+        if value is None or "url" not in info.data:  # an invalid url is reported on its own
+            return value
+        schemes = [urlsplit(info.data["url"]).scheme]
+        if info.data.get("forward_url") is not None:
+            schemes.append(urlsplit(info.data["forward_url"]).scheme)
+        if "rtsps" not in schemes:
+            raise ValueError(
+                f"applies to rtsps:// cameras only, not {schemes[0]}:// "
+                "(TLS settings need an rtsps:// url or forward_url)"
+            )
         return value
 
     def source_url(self) -> str:
@@ -367,56 +413,6 @@ class MetricsConfig(ConfigModel):
         return parse_listen(self.listen)[1]
 
 
-def _normalize_pin(value: str) -> str:
-    """A public-key pin as bare standard base64 of the 32-byte SHA-256 digest."""
-    try:
-        digest = base64.b64decode(value.removeprefix(SHA256_PIN_PREFIX), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(
-            f"not valid base64: expected {SHA256_PIN_PREFIX}<base64 of a SHA-256 digest>"
-        ) from None
-    if len(digest) != 32:
-        raise ValueError(f"decodes to {len(digest)} bytes, a SHA-256 pin is 32 bytes")
-    return base64.b64encode(digest).decode("ascii")
-
-
-PinSha256 = Annotated[str, AfterValidator(_normalize_pin)]
-"""A SHA-256 public-key pin, given as ``sha256//<base64>`` or ``<base64>``, stored bare."""
-
-
-class UplinkTlsConfig(ConfigModel):
-    """TLS settings of an ``rtsps://`` or ``rtmps://`` uplink.
-
-    Relative file names are relative to the configuration file's directory; the stored paths are
-    absolute (joined to ``base_dir``), and each file was readable when the configuration was loaded.
-    """
-
-    ca_file: Path | None = None
-    pin_sha256: tuple[PinSha256, ...] = ()
-    cert_file: Path | None = None
-    key_file: Path | None = Field(default=None, validate_default=True)
-
-    @field_validator("ca_file", "cert_file", "key_file", mode="before")
-    @classmethod
-    def _file_not_empty(cls, value: object) -> object:
-        return not_empty(value)
-
-    @field_validator("ca_file", "cert_file")
-    @classmethod
-    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else readable_file(value, base_dir(info))
-
-    @field_validator("key_file")
-    @classmethod
-    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if "cert_file" in info.data:  # else cert_file is invalid and reported on its own
-            if info.data["cert_file"] is not None and value is None:
-                raise ValueError("required when cert_file is given (both or neither)")
-            if info.data["cert_file"] is None and value is not None:
-                raise ValueError("given without cert_file (both or neither)")
-        return None if value is None else readable_file(value, base_dir(info))
-
-
 def _check_placeholders(template: str) -> None:
     try:
         fields = [
@@ -446,6 +442,7 @@ def _fill_template(template: str, site_id: str, camera_id: str) -> str:
 
 def _validate_uplink_url(template: str) -> str:
     """Check an uplink URL template; error messages never quote it (it may hold a password)."""
+    _register_url_secrets(template)
     _check_placeholders(template)
     url = _fill_template(template, "site", "camera")
     try:
@@ -552,8 +549,13 @@ class UplinkConfig(PasswordSection):
         return _with_userinfo(self.target_url(site_id, camera_id), self.username, self.password)
 
     def display_target(self, site_id: str, camera_id: str) -> str:
-        """:meth:`push_url` safe to show: the user name if any, the password masked."""
-        return redact_url(self.push_url(site_id, camera_id))
+        """:meth:`push_url` safe to show: the user name if any, the password and tokens masked.
+
+        RTMP carries its credential in the path (the stream key), where no password rule can see
+        it: the template's stream key is masked before the camera is filled in.
+        """
+        url = _fill_template(mask_stream_key(self.url), site_id, camera_id)
+        return redact_url(_with_userinfo(url, self.username, self.password))
 
 
 class ControlConfig(ConfigModel):
@@ -580,6 +582,19 @@ class ControlConfig(ConfigModel):
         return value
 
 
+class WorkersConfig(ConfigModel):
+    """Limits of each camera's worker process."""
+
+    memory_max: ByteSize = DEFAULT_WORKER_MEMORY
+
+    @field_validator("memory_max")
+    @classmethod
+    def _memory_enough(cls, value: int) -> int:
+        if value < WORKER_MEMORY_MIN:
+            raise ValueError("must be at least 128MiB (a worker maps about 55 MiB at rest)")
+        return value
+
+
 class AuditConfig(ConfigModel):
     """Where the audit log is kept; by default ``<storage.path>/audit``."""
 
@@ -596,7 +611,7 @@ class AuditConfig(ConfigModel):
         return value
 
 
-_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit")
+_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit", "workers")
 
 
 def _default_audit_path(data: dict[str, Any]) -> None:
@@ -637,8 +652,11 @@ class Config(ConfigModel):
     uplink: UplinkConfig | None = None
     control: ControlConfig = Field(default_factory=ControlConfig)
     mqtt: MqttConfig | None = None
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     audit: AuditConfig
     """Always present: filled in from ``storage.path`` when not given."""
+    _file: ConfigFile | None = PrivateAttr(default=None)
+    """The file it was loaded from (see :attr:`file`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -680,6 +698,19 @@ class Config(ConfigModel):
                 )
             first_index[camera.id] = index
         return cameras
+
+    @property
+    def file(self) -> ConfigFile | None:
+        """The file this configuration was read from, its mode and the secrets written in it in
+        clear; None when it was not read from a file. Two loads of an unchanged file compare
+        equal."""
+        return self._file
+
+    def loaded_from(self, file: ConfigFile | None) -> Config:
+        """This configuration, as read from ``file``."""
+        copy = self.model_copy()
+        copy._file = file
+        return copy
 
     def camera(self, camera_id: str) -> CameraConfig:
         """The camera with this id; raise KeyError if there is none."""

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_PASSWORD_FILE_BYTES",
     "SecretError",
     "credential_path",
+    "is_env_reference",
     "read_password_file",
     "resolve_password",
 ]
@@ -29,6 +30,11 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class SecretError(ValueError):
     """A password could not be resolved; the message never contains the secret."""
+
+
+def is_env_reference(value: str) -> bool:
+    """Whether a ``password`` value is a ``${NAME}`` reference rather than the password itself."""
+    return _ENV_REFERENCE.fullmatch(value) is not None
 
 
 def resolve_password(value: str, *, environ: Mapping[str, str] | None = None) -> str:

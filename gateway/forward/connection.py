@@ -1,19 +1,19 @@
 """The uplink connection: TCP, and TLS checked against a CA and/or pinned public keys.
 
 Made with Python's ``ssl`` rather than FFmpeg's TLS, which offers neither pinning nor client
-certificates on push. The publishers (RTSP, RTMP) speak their protocol over the socket returned
-by :func:`open_uplink`.
+certificates on push. The checks themselves live in :mod:`gateway.source.tls`, shared with the
+camera pull (``TlsPolicy`` and ``spki_sha256`` are re-exported here). The publishers (RTSP, RTMP)
+speak their protocol over the socket returned by :func:`open_uplink`.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import select
 import socket
 import ssl
-from dataclasses import dataclass, field
+
+from gateway.source.tls import TlsError, TlsPolicy, secure, spki_sha256
 
 __all__ = [
     "SEND_BUFFER",
@@ -38,66 +38,6 @@ class PushError(Exception):
         self.auth = auth
 
 
-@dataclass(frozen=True, slots=True)
-class TlsPolicy:
-    """How the centre's certificate is checked, and what we present."""
-
-    ca_file: str | None = None
-    pins: tuple[str, ...] = ()
-    """Base64 SHA-256 of the server's SubjectPublicKeyInfo; any one must match."""
-    cert_file: str | None = None
-    key_file: str | None = None
-    _context: list[ssl.SSLContext] = field(default_factory=list, compare=False, repr=False)
-
-    def context(self) -> ssl.SSLContext:
-        if not self._context:
-            if self.ca_file is None and self.pins:
-                # Trust by pinned key alone (a centre with a private, self-signed certificate).
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx = ssl.create_default_context(cafile=self.ca_file)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if self.cert_file is not None:
-                ctx.load_cert_chain(self.cert_file, self.key_file)
-            self._context.append(ctx)
-        return self._context[0]
-
-
-def spki_sha256(der_certificate: bytes) -> str:
-    """Base64 SHA-256 of a DER certificate's SubjectPublicKeyInfo (as ``curl --pinnedpubkey``)."""
-    tbs = _der_children(der_certificate)[0]
-    fields = _der_children(tbs)
-    index = 1 if fields and fields[0][0] == 0xA0 else 0  # optional explicit [0] version
-    # serial, signature algorithm, issuer, validity, subject, subjectPublicKeyInfo
-    spki = fields[index + 5]
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-def _der_children(element: bytes) -> list[bytes]:
-    """The encoded children (tag+length+value each) of a DER constructed element."""
-    _, start, end = _der_header(element, 0)
-    children = []
-    pos = start
-    while pos < end:
-        _, _, value_end = _der_header(element, pos)
-        children.append(element[pos:value_end])
-        pos = value_end
-    return children
-
-
-def _der_header(data: bytes, pos: int) -> tuple[int, int, int]:
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    return tag, pos, pos + length
-
-
 def open_uplink(host: str, port: int, *, tls: TlsPolicy | None, timeout: float) -> socket.socket:
     """Connect to the centre (and for TLS, verify it); raise :class:`PushError` on failure.
 
@@ -117,25 +57,9 @@ def open_uplink(host: str, port: int, *, tls: TlsPolicy | None, timeout: float) 
     if tls is None:
         return raw
     try:
-        secure = tls.context().wrap_socket(raw, server_hostname=host)
-    except ssl.SSLCertVerificationError as exc:
-        raw.close()
-        reason = exc.verify_message
-        raise PushError(f"TLS: server certificate not trusted ({reason})") from None
-    except (ssl.SSLError, OSError) as exc:
-        raw.close()
-        raise PushError(f"TLS handshake failed: {_ssl_reason(exc)}") from None
-    if tls.pins:
-        der = secure.getpeercert(binary_form=True) or b""
-        try:
-            actual = spki_sha256(der)
-        except (IndexError, ValueError):
-            secure.close()
-            raise PushError("TLS: cannot read the server's public key") from None
-        if actual not in tls.pins:
-            secure.close()
-            raise PushError(f"TLS: server key does not match the pinned key (got {actual})")
-    return secure
+        return secure(raw, host, tls, peer="server")
+    except TlsError as exc:
+        raise PushError(exc.reason) from None
 
 
 def writable(sock: socket.socket) -> bool:
@@ -212,11 +136,3 @@ def _socket_reason(exc: OSError, host: str, port: int) -> str:
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return f"{host} unreachable"
     return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
-
-
-def _ssl_reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or exc.strerror or "TLS error"
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return type(exc).__name__

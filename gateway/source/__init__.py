@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.media.normalize import RawPacket
-from gateway.media.packet import Track
 from gateway.source.errors import SourceError
 
 if TYPE_CHECKING:
     from gateway.config import CameraConfig
+    from gateway.media.normalize import RawPacket
+    from gateway.media.packet import Track
+    from gateway.source.tls import TlsPolicy
 
-__all__ = ["Source", "SourceError", "open_source"]
+__all__ = ["Source", "SourceError", "camera_tls_policy", "open_source"]
 
 
 class Source(Protocol):
@@ -41,4 +42,22 @@ def open_source(camera: CameraConfig) -> Source:
         return SimSource(camera.url, camera_id=camera.id)
     from gateway.source.rtsp import RtspSource
 
-    return RtspSource(camera.source_url(), camera_id=camera.id, audio=camera.audio)
+    return RtspSource(
+        camera.source_url(), camera_id=camera.id, audio=camera.audio, tls=camera_tls_policy(camera)
+    )
+
+
+def camera_tls_policy(camera: CameraConfig) -> TlsPolicy:
+    """How an ``rtsps://`` camera is checked: its ``tls`` section, or the system CAs.
+
+    The same policy applies to ``url`` and ``forward_url``: both are streams of one device.
+    """
+    from gateway.source.tls import TlsPolicy
+
+    tls = camera.tls
+    if tls is None:
+        return TlsPolicy()
+    if tls.insecure:
+        return TlsPolicy(verify=False)
+    ca_file = str(tls.ca_file) if tls.ca_file is not None else None
+    return TlsPolicy(ca_file=ca_file, pins=tuple(tls.pin_sha256))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import errno
 
-import av
-
 __all__ = ["SourceError", "describe_error"]
 
 
 class SourceError(Exception):
     """A camera could not be reached, refused us, or stopped sending.
 
-    ``reason`` is short and safe to show anywhere; ``auth`` marks a refusal of our credentials,
-    which is retried more slowly because trying again will not fix it.
+    ``reason`` is short and safe to show anywhere; ``auth`` marks what retrying at once will not
+    fix (refused credentials, a failed TLS check, a flood past the bitrate ceiling): it is retried
+    slowly and shown as the ``error`` state.
     """
 
     def __init__(self, reason: str, *, auth: bool = False) -> None:
@@ -29,6 +28,8 @@ def describe_error(exc: BaseException, *, timeout: float | None = None) -> Sourc
     """
     if isinstance(exc, SourceError):
         return exc
+    import av  # here, not at the top: the supervisor uses this module without PyAV
+
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         return SourceError("credentials refused by the camera (401/403)", auth=True)
     if isinstance(exc, av.error.HTTPNotFoundError):

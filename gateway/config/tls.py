@@ -1,0 +1,104 @@
+"""The ``tls`` sections of the uplink and of cameras: CA files, key pins, client certificates.
+
+Relative file names are relative to the configuration file's directory; the stored paths are
+absolute (joined to ``base_dir``), and each file was readable when the configuration was loaded.
+A pin has one format everywhere: ``sha256//<base64>`` (as ``curl --pinnedpubkey``) or the bare
+base64, of the SHA-256 of the certificate's public key (SubjectPublicKeyInfo).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from gateway.config.fields import ConfigModel, base_dir, not_empty, readable_file
+
+__all__ = ["SHA256_PIN_PREFIX", "CameraTlsConfig", "PinSha256", "UplinkTlsConfig"]
+
+SHA256_PIN_PREFIX = "sha256//"
+
+
+def _normalize_pin(value: str) -> str:
+    """A public-key pin as bare standard base64 of the 32-byte SHA-256 digest."""
+    try:
+        digest = base64.b64decode(value.removeprefix(SHA256_PIN_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"not valid base64: expected {SHA256_PIN_PREFIX}<base64 of a SHA-256 digest>"
+        ) from None
+    if len(digest) != 32:
+        raise ValueError(f"decodes to {len(digest)} bytes, a SHA-256 pin is 32 bytes")
+    return base64.b64encode(digest).decode("ascii")
+
+
+PinSha256 = Annotated[str, AfterValidator(_normalize_pin)]
+"""A SHA-256 public-key pin, given as ``sha256//<base64>`` or ``<base64>``, stored bare."""
+
+
+class UplinkTlsConfig(ConfigModel):
+    """TLS settings of an ``rtsps://`` or ``rtmps://`` uplink."""
+
+    ca_file: Path | None = None
+    pin_sha256: tuple[PinSha256, ...] = ()
+    cert_file: Path | None = None
+    key_file: Path | None = Field(default=None, validate_default=True)
+
+    @field_validator("ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _file_not_empty(cls, value: object) -> object:
+        return not_empty(value)
+
+    @field_validator("ca_file", "cert_file")
+    @classmethod
+    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else readable_file(value, base_dir(info))
+
+    @field_validator("key_file")
+    @classmethod
+    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" in info.data:  # else cert_file is invalid and reported on its own
+            if info.data["cert_file"] is not None and value is None:
+                raise ValueError("required when cert_file is given (both or neither)")
+            if info.data["cert_file"] is None and value is not None:
+                raise ValueError("given without cert_file (both or neither)")
+        return None if value is None else readable_file(value, base_dir(info))
+
+
+class CameraTlsConfig(ConfigModel):
+    """How an ``rtsps://`` camera is authenticated before it is sent a request (and a password).
+
+    Without this section the system CAs are trusted. ``ca_file`` trusts one CA instead (the
+    installer's, or the camera maker's); ``pin_sha256`` requires one of these public keys, on top
+    of the CA when one is given, or alone (a camera's own self-signed certificate). The camera's
+    host name or IP address must match its certificate, except when trusted by pin alone.
+    ``insecure`` turns every check off; it is warned about at each load.
+    """
+
+    ca_file: Path | None = None
+    pin_sha256: tuple[PinSha256, ...] = ()
+    insecure: bool = False
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _file_not_empty(cls, value: object) -> object:
+        return not_empty(value)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else readable_file(value, base_dir(info))
+
+    @field_validator("insecure")
+    @classmethod
+    def _insecure_alone(cls, value: bool, info: ValidationInfo) -> bool:
+        given = [name for name in ("ca_file", "pin_sha256") if info.data.get(name)]
+        if value and given:
+            raise ValueError(
+                f"cannot be true together with {' and '.join(given)} (insecure turns every "
+                "check off): remove one or the other"
+            )
+        return value
