@@ -1,8 +1,12 @@
 """One camera's pull loop: connect, normalise, publish to the fan-out, reconnect on failure.
 
 Retries start fast (a camera that reboots is recorded again within about two seconds of
-answering) and are capped at :data:`RETRY_MAX`; a camera refusing our credentials is retried
-slowly, since retrying will not fix it, and logged once rather than on every attempt.
+answering) and are capped at :data:`RETRY_MAX`; a camera refusing our credentials, or sending
+more than its bitrate ceiling, is retried slowly, since retrying will not fix it, and logged
+once rather than on every attempt.
+
+The loop runs in the camera's worker process; :meth:`CameraWorker.progress` tells the supervisor
+whether it is stuck in a connection attempt or connected without pictures.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from gateway.backoff import Backoff
 from gateway.config import CameraConfig
-from gateway.events import EventBus
+from gateway.events import EventSink
 from gateway.media.normalize import Normalizer
 from gateway.media.packet import SessionInfo
 from gateway.source import Source, SourceError, open_source
@@ -22,7 +27,7 @@ from gateway.stream import Stream
 from gateway.threads import name_native_thread
 from gateway.units import format_duration
 
-__all__ = ["RETRY_MAX", "CameraWorker", "join_workers"]
+__all__ = ["RETRY_MAX", "CameraWorker", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +36,19 @@ RETRY_MAX = 1.0
 AUTH_RETRY_MAX = 60.0
 REMIND_EVERY = 300.0
 """Seconds between reminders that a camera is still offline."""
+OVER_CEILING_WINDOWS = 2
+"""Consecutive rate windows (2 s each) over the bitrate ceiling that end a session: a burst of
+one window (a big keyframe after a scene change) is not a flood."""
 
-_running: set[CameraWorker] = set()
-_running_lock = threading.Lock()
 
-
-def join_workers(timeout: float) -> list[str]:
-    """Wait up to ``timeout`` for every stopped camera thread to leave FFmpeg and end.
-
-    Returns the names of those still running: a connection attempt holds its thread in FFmpeg
-    for up to the open timeout, and the interpreter cannot shut down safely around it.
-    """
-    deadline = time.monotonic() + timeout
-    with _running_lock:
-        stopped = [worker for worker in _running if worker.stopping]
-    for worker in stopped:
-        worker.join(max(0.0, deadline - time.monotonic()))
-    return sorted(worker.name for worker in stopped if worker.alive)
+@dataclass(frozen=True, slots=True)
+class Progress:
+    opening_for: float
+    """Seconds inside the current connection attempt (0: not connecting)."""
+    connected_for: float
+    """Seconds since the current session opened (0: no session)."""
+    picture_age: float | None
+    """Seconds since the last video frame of this session (None: none yet)."""
 
 
 class CameraWorker:
@@ -60,7 +61,8 @@ class CameraWorker:
         status: CameraStatus,
         *,
         role: str = "",
-        events: EventBus | None = None,
+        events: EventSink | None = None,
+        max_bitrate: float = 0.0,
     ) -> None:
         self.config = config
         self._events = events
@@ -75,6 +77,11 @@ class CameraWorker:
         self._last_reason: str | None = None
         self._last_remind = 0.0
         self._blocked_since: float | None = None
+        self._opening_since: float | None = None
+        self._session_since: float | None = None
+        self._first_picture: float | None = None
+        self._max_bitrate = max_bitrate
+        """Bits per second (0: no ceiling)."""
         self.first_attempt = threading.Event()
         """Set once the first connection attempt has finished, whatever its outcome."""
 
@@ -95,9 +102,20 @@ class CameraWorker:
         since = self._blocked_since
         return 0.0 if since is None else time.monotonic() - since
 
+    def progress(self) -> Progress:
+        now = time.monotonic()
+        opening, session = self._opening_since, self._session_since
+        last = self.status.last_frame_monotonic
+        age = None
+        if session is not None and last is not None and last >= session:
+            age = now - last
+        return Progress(
+            opening_for=0.0 if opening is None else now - opening,
+            connected_for=0.0 if session is None else now - session,
+            picture_age=age,
+        )
+
     def start(self) -> None:
-        with _running_lock:
-            _running.add(self)
         self._thread.start()
 
     def stop(self) -> None:
@@ -108,13 +126,6 @@ class CameraWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        try:
-            self._pull()
-        finally:
-            with _running_lock:
-                _running.discard(self)
-
-    def _pull(self) -> None:
         name_native_thread()
         while not self._stop.is_set():
             source = open_source(self.config)
@@ -139,12 +150,13 @@ class CameraWorker:
             self._stop.wait(delay)
 
     def _session(self, source: Source) -> None:
-        self._blocked_since = time.monotonic()
+        self._blocked_since = self._opening_since = time.monotonic()
         try:
             tracks = source.open()
         finally:
-            self._blocked_since = None
+            self._blocked_since = self._opening_since = None
         self.first_attempt.set()
+        self._session_since = time.monotonic()
         info = SessionInfo(
             camera_id=self.config.id, session=self.status.sessions + 1, tracks=tracks
         )
@@ -153,6 +165,7 @@ class CameraWorker:
         normalizer = Normalizer(tracks, camera_id=self.config.id)
         self.stream.start_session(info)
         started = time.monotonic()
+        ceiling = _Ceiling(self._max_bitrate)
         try:
             while not self._stop.is_set():
                 self._blocked_since = time.monotonic()
@@ -162,10 +175,11 @@ class CameraWorker:
                 if packet is not None:
                     self.status.packet(packet)
                     self.stream.publish(packet)
+                    ceiling.check(self.status)
                 if self._backoff.attempts and time.monotonic() - started > 5:
                     self._backoff.reset()  # a session that holds counts as a recovery
         finally:
-            self._blocked_since = None
+            self._blocked_since = self._session_since = None
             self.status.timestamp_repairs += normalizer.repaired
             self.status.session_ended()
             self.stream.end_session("camera disconnected")
@@ -205,3 +219,24 @@ class CameraWorker:
             )
             self._last_remind = now
         self._last_reason = reason
+
+
+class _Ceiling:
+    """Ends a session whose camera sends more than its bitrate ceiling, window after window."""
+
+    def __init__(self, max_bitrate: float) -> None:
+        self._max = max_bitrate
+        self._window = 0.0
+        self._over = 0
+
+    def check(self, status: CameraStatus) -> None:
+        if not self._max or status.rate_window == self._window:
+            return
+        self._window = status.rate_window
+        self._over = self._over + 1 if status.bitrate > self._max else 0
+        if self._over >= OVER_CEILING_WINDOWS:
+            raise SourceError(
+                f"sending {status.bitrate / 1e6:.1f} Mbit/s, over its ceiling of "
+                f"{self._max / 1e6:g} Mbit/s (cameras[].max_bitrate)",
+                auth=True,
+            )

@@ -1,5 +1,5 @@
-"""The running cameras: each one's status, stream, source thread and recorder, built from its
-configuration, started and stopped as a unit (at start, at stop, and on a reload)."""
+"""One camera's packet path, assembled in its worker process: status, fan-out stream, pull
+thread, recorder, and the forward to the centre while a session is open."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import logging
 from dataclasses import dataclass
 
 from gateway.camera import CameraWorker
-from gateway.config import CameraConfig, Config
-from gateway.events import EventBus
-from gateway.forward.manager import ForwardSource
-from gateway.forward.pusher import GOP_CACHE_BYTES
-from gateway.forward.sources import main_stream_source, substream_source
-from gateway.recorder.recorder import Recorder
+from gateway.config import CameraConfig
+from gateway.events import EventSink
+from gateway.forward.pusher import FORWARD_QUEUE_BYTES, GOP_CACHE_BYTES, Pusher
+from gateway.forward.sources import ForwardSource, main_stream_source, substream_source
+from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.recorder.recorder import Recorder, SegmentStore
 from gateway.state import CameraStatus
-from gateway.storage.store import Storage
-from gateway.stream import Stream
+from gateway.stream import Reader, Stream
 
-__all__ = ["RECORDER_QUEUE_BYTES", "RECORDER_QUEUE_SECONDS", "CameraRuntime", "start_camera"]
+__all__ = ["RECORDER_QUEUE_BYTES", "RECORDER_QUEUE_SECONDS", "CameraRuntime"]
 
 log = logging.getLogger(__name__)
 
@@ -29,51 +28,122 @@ most 0.1 s more to lose on a crash (within the 1 s promised)."""
 
 
 @dataclass(slots=True)
-class CameraRuntime:
-    config: CameraConfig
-    status: CameraStatus
+class _ForwardSession:
+    id: str
     stream: Stream
-    worker: CameraWorker | None
-    """None for a camera neither recorded nor forwarded: it is not pulled at all."""
-    source: ForwardSource
+    reader: Reader
+    drops_reported: int = 0
+
+
+class CameraRuntime:
+    """Built from the camera's configuration; :meth:`start` pulls, :meth:`stop` finishes."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        *,
+        storage: SegmentStore,
+        segment_duration: float,
+        forwarded: bool,
+        events: EventSink,
+        max_bitrate: float = 0.0,
+    ) -> None:
+        self.config = camera
+        self.status = CameraStatus(id=camera.id, url=camera.display_url)
+        main_forwarded = forwarded and not camera.forward_url
+        self.stream = Stream(camera.id, gop_cache_bytes=GOP_CACHE_BYTES if main_forwarded else 0)
+        self.source: ForwardSource = (
+            substream_source(camera) if camera.forward_url else main_stream_source(self.stream)
+        )
+        self._forward: _ForwardSession | None = None
+        if camera.record:
+            recorder = Recorder(
+                camera.id,
+                storage,
+                segment_duration=segment_duration,
+                status=self.status.recorder,
+                events=events,
+            )
+            self.stream.add_reader(
+                recorder,
+                max_seconds=RECORDER_QUEUE_SECONDS,
+                max_bytes=RECORDER_QUEUE_BYTES,
+                batch=RECORDER_BATCH,
+            )
+        else:
+            self.status.recorder.enabled = False
+        self.worker: CameraWorker | None = None
+        if camera.record or main_forwarded:
+            self.worker = CameraWorker(
+                camera, self.stream, self.status, events=events, max_bitrate=max_bitrate
+            )
+        else:
+            self.status.set_state("disabled")
+            log.info("camera %s: its main stream is neither recorded nor forwarded", camera.id)
+
+    def start(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+
+    def readers(self) -> list[Reader]:
+        """Every consumer of the camera, the forward's (maybe on a substream) included."""
+        readers = list(self.stream.readers)
+        session = self._forward
+        if session is not None and session.reader not in readers:
+            readers.append(session.reader)
+        return readers
+
+    # -- forward -------------------------------------------------------------------------------
+
+    @property
+    def forward_session(self) -> str | None:
+        session = self._forward
+        return None if session is None else session.id
+
+    def start_forward(self, session_id: str, target: UplinkTarget, queue: float) -> None:
+        """Attach a pusher to the camera's (sub)stream; it replays the GOP in progress."""
+        if self._forward is not None:
+            self.stop_forward()
+        stream = self.source.acquire()
+        pusher = Pusher(self.config.id, target, self.status.forward)
+        reader = stream.add_reader(
+            pusher,
+            max_seconds=queue,
+            max_bytes=FORWARD_QUEUE_BYTES,
+            replay_gop=True,
+            inline=pusher.try_now,
+        )
+        self._forward = _ForwardSession(session_id, stream, reader)
+        status = self.status.forward
+        if status.state == "off":
+            status.state = "connecting"
+
+    def stop_forward(self) -> ForwardTotals:
+        session, self._forward = self._forward, None
+        if session is not None:
+            session.stream.remove_reader(session.reader)
+            session.reader.join(5)
+            self.count_forward_drops(session)
+            self.source.release()
+        status = self.status.forward
+        return ForwardTotals(status.bytes_sent, status.dropped_frames, status.reconnects)
+
+    def count_forward_drops(self, session: _ForwardSession | None = None) -> None:
+        """Fold the forward reader's dropped frames into the forward status."""
+        session = session or self._forward
+        if session is None:
+            return
+        drops = session.reader.stats.dropped_frames
+        self.status.forward.dropped_frames += drops - session.drops_reported
+        session.drops_reported = drops
+
+    # -- stop ----------------------------------------------------------------------------------
 
     def stop(self, timeout: float) -> bool:
-        """Stop pulling and let the recorder finish its segment; True if in time."""
+        """Stop pulling, end the forward, let the recorder finish its segment; True if in
+        time. A pull thread still inside FFmpeg is left to the process's exit."""
         if self.worker is not None:
             self.worker.stop()
+        if self._forward is not None:
+            self.stop_forward()
         return self.stream.close(timeout=timeout)
-
-
-def start_camera(
-    camera: CameraConfig, config: Config, storage: Storage, events: EventBus
-) -> CameraRuntime:
-    status = CameraStatus(id=camera.id, url=camera.display_url)
-    forwarded = config.uplink is not None and camera.forward != "off"
-    stream = Stream(
-        camera.id, gop_cache_bytes=GOP_CACHE_BYTES if forwarded and not camera.forward_url else 0
-    )
-    source = substream_source(camera) if camera.forward_url else main_stream_source(stream)
-    if camera.record:
-        recorder = Recorder(
-            camera.id,
-            storage,
-            segment_duration=config.storage.segment_duration,
-            status=status.recorder,
-            events=events,
-        )
-        stream.add_reader(
-            recorder,
-            max_seconds=RECORDER_QUEUE_SECONDS,
-            max_bytes=RECORDER_QUEUE_BYTES,
-            batch=RECORDER_BATCH,
-        )
-    else:
-        status.recorder.enabled = False
-    worker = None
-    if camera.record or (forwarded and not camera.forward_url):
-        worker = CameraWorker(camera, stream, status, events=events)
-        worker.start()
-    else:
-        status.set_state("disabled")
-        log.info("camera %s: its main stream is neither recorded nor forwarded", camera.id)
-    return CameraRuntime(camera, status, stream, worker, source)

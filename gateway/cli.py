@@ -14,18 +14,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.clock import utc_iso
 from gateway.config import Config, ConfigError, config_warnings, load_config
+from gateway.logsetup import FIELDS, setup_logging
 from gateway.memory import limit_arenas
-from gateway.redact import RedactingFilter
-from gateway.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 from gateway.units import format_duration, format_size, parse_duration
-
-if TYPE_CHECKING:
-    from gateway.service import Gateway
 
 __all__ = ["main"]
 
@@ -34,8 +29,14 @@ log = logging.getLogger("gateway")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
+UMASK = 0o027
+"""Recordings, the index and the journals are never readable by "other", whatever umask the
+daemon was started with (systemd's unit says the same)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     limit_arenas()
+    os.umask(UMASK)
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
@@ -117,31 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_FIELDS = CameraFieldFilter()
-"""Journal fields CAMERA= and SITE=; told the site once the configuration is known."""
-
-
 def _setup_logging(verbose: bool) -> None:
-    handler: logging.Handler
-    if stderr_is_journal():
-        handler = journal_handler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.addFilter(_FIELDS)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
-        )
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if verbose:
-        import av.logging
-
-        av.logging.set_level(av.logging.WARNING)
+    setup_logging(verbose)
 
 
 def _moment(text: str) -> float:
@@ -162,7 +140,7 @@ def _moment(text: str) -> float:
 
 def _load(path: Path) -> Config:
     config = load_config(path)
-    _FIELDS.site = config.site_id
+    FIELDS.site = config.site_id
     for warning in config_warnings(config):
         log.warning("%s", warning)
     return config
@@ -179,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         log.error("%s", exc.reason)
         return EXIT_FAILURE
-    return _exit_after(gateway, gateway.serve())
+    return gateway.serve()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -208,21 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
         footer = f"\nrecordings in {config.storage.path} · metrics on {args.metrics} · Ctrl-C stops"
         print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
 
-    return _exit_after(gateway, gateway.serve(every=show, duration=args.duration))
-
-
-def _exit_after(gateway: Gateway, code: int) -> int:
-    """Exit at once when a camera thread is still inside FFmpeg after the stop.
-
-    Interpreter shutdown around such a thread may crash or hang (seen on this daemon: SIGSEGV
-    after a clean stop); everything worth keeping is already finalised and flushed by then.
-    """
-    if gateway.left_running:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return gateway.serve(every=show, duration=args.duration)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -281,6 +245,7 @@ def _recordings_list(args: argparse.Namespace) -> int:
                     "width": s.width,
                     "height": s.height,
                     "audio": s.has_audio,
+                    "flags": sorted(s.flags),
                 }
                 for s in segments
             ],
@@ -296,11 +261,14 @@ def _recordings_list(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
         return EXIT_OK
+    from gateway.text import display
+
     by_camera: dict[str, list[str]] = {}
     for s in segments:
         by_camera.setdefault(s.camera, []).append(
             f"  {utc_iso(s.start)}  {format_duration(s.duration):>7}  {format_size(s.bytes):>10}"
-            f"  {s.frames:>6} fr  {s.codec} {s.width}x{s.height}  {s.path}"
+            f"  {s.frames:>6} fr  {display(s.codec)} {s.width}x{s.height}  {display(s.path)}"
+            + (f"  [{', '.join(sorted(s.flags))}]" if s.flags else "")
         )
     for g in holes:
         by_camera.setdefault(g.camera, []).append(
@@ -310,7 +278,7 @@ def _recordings_list(args: argparse.Namespace) -> int:
         rows = sorted(by_camera[camera])
         total = sum(s.duration for s in segments if s.camera == camera)
         print(
-            f"{camera}: {sum(1 for s in segments if s.camera == camera)} segments, "
+            f"{display(camera)}: {sum(1 for s in segments if s.camera == camera)} segments, "
             f"{format_duration(total)} recorded, "
             f"{sum(1 for g in holes if g.camera == camera)} gaps"
         )
@@ -321,8 +289,11 @@ def _recordings_list(args: argparse.Namespace) -> int:
 
 
 def _recordings_reindex(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from gateway.storage.index import Index
-    from gateway.storage.recovery import reindex
+    from gateway.storage.quarantine import audit_journal
+    from gateway.storage.recovery import rebuild_index
     from gateway.storage.store import INDEX_NAME, LOCK_NAME, StorageError
 
     config = load_config(args.config)
@@ -331,7 +302,6 @@ def _recordings_reindex(args: argparse.Namespace) -> int:
         print(f"camera-gateway: storage {root} does not exist", file=sys.stderr)
         return EXIT_FAILURE
     import fcntl
-    import os
 
     fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -339,13 +309,23 @@ def _recordings_reindex(args: argparse.Namespace) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StorageError("the daemon is running on this storage; stop it first") from None
-        index = Index(root / INDEX_NAME)
         started = time.monotonic()
-        report = reindex(root, index)
-        count, total, _ = index.totals()
-        index.close()
+        # Built into a new file and swapped in: a failure leaves the previous index as it was.
+        report = rebuild_index(root, root / INDEX_NAME, journal=audit_journal(config.audit.path))
+        index = Index(root / INDEX_NAME, readonly=True)
+        try:
+            count, total, _ = index.totals()
+        finally:
+            index.close()
     except StorageError as exc:
         print(f"camera-gateway: {exc.reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(
+            f"camera-gateway: reindex of {root} failed: {reason}; the previous index is kept",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     finally:
         os.close(fd)
@@ -368,6 +348,7 @@ def _control_socket(args: argparse.Namespace) -> Path:
 
 def _forward_command(args: argparse.Namespace) -> int:
     from gateway.control import ControlError, call
+    from gateway.text import display
 
     request: dict[str, object] = {
         "command": "forward",
@@ -386,37 +367,48 @@ def _forward_command(args: argparse.Namespace) -> int:
         print(f"camera-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if not answer.get("ok"):
-        print(f"camera-gateway: refused: {answer.get('message')}", file=sys.stderr)
+        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
         return EXIT_FAILURE
-    session = answer.get("session") or {}
-    print(f"{answer.get('message')}: camera {args.camera}, session {session.get('session')}")
+    session = answer.get("session")
+    session = session if isinstance(session, dict) else {}
+    print(
+        f"{display(answer.get('message'))}: camera {display(args.camera)}, "
+        f"session {display(session.get('session'))}"
+    )
     for key in ("target", "ends", "duration", "bytes_sent"):
         if session.get(key) is not None:
-            print(f"  {key}: {session[key]}")
+            print(f"  {key}: {display(session[key])}")
     return EXIT_OK
 
 
 def _forward_status(args: argparse.Namespace) -> int:
     from gateway.control import ControlError, call
+    from gateway.text import display
 
     try:
         answer = call(_control_socket(args), {"command": "status"})
     except ControlError as exc:
         print(f"camera-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    cameras = answer.get("status", {}).get("cameras", [])
+    document = answer.get("status")
+    if not answer.get("ok") or not isinstance(document, dict):
+        print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    cameras = document.get("cameras", [])
     forwards = {c["id"]: c["forward"] for c in cameras}
     if args.json:
-        print(json.dumps(forwards, indent=2))
+        print(json.dumps(forwards, indent=2))  # ASCII only: every other character is escaped
         return EXIT_OK
     for camera_id, forward in forwards.items():
-        line = f"{camera_id:<14}{forward['mode']:<12}{forward['state']:<12}"
+        line = (
+            f"{display(camera_id):<14}{display(forward['mode']):<12}{display(forward['state']):<12}"
+        )
         if forward.get("ends"):
-            line += f" until {forward['ends']}"
+            line += f" until {display(forward['ends'])}"
         if forward.get("requested_by"):
-            line += f" (asked by {forward['requested_by']})"
+            line += f" (asked by {display(forward['requested_by'])})"
         if forward.get("error"):
-            line += f" ! {forward['error']}"
+            line += f" ! {display(forward['error'])}"
         print(line)
     return EXIT_OK
 
@@ -432,7 +424,10 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     document = answer.get("status")
     if not answer.get("ok") or not isinstance(document, dict):
-        print(f"camera-gateway: {answer.get('message', 'no status')}", file=sys.stderr)
+        from gateway.text import display
+
+        print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
         return EXIT_FAILURE
+    # JSON is ASCII only (every other character escaped); the table escapes what it shows.
     print(json.dumps(document, indent=2) if args.json else render_status(document))
     return EXIT_OK

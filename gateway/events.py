@@ -10,9 +10,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Event", "EventBus", "EventQueue"]
+__all__ = ["Event", "EventBus", "EventQueue", "EventSink"]
+
+
+class EventSink(Protocol):
+    """What raises events: the daemon's bus, or a camera worker's channel to it."""
+
+    def emit(self, kind: str, *, camera: str | None = None, **fields: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,15 @@
-"""Liveness of the daemon's threads, for the systemd watchdog: dead or wedged is unhealthy.
+"""Liveness of the daemon's own threads, for the systemd watchdog: dead or wedged is unhealthy.
 
-A thread counts as wedged when it has been inside one call for longer than the watchdog
-timeout systemd gave us (or :data:`WEDGED_AFTER` without one): a recorder blocked on a dying
-disk, a source stuck in a read. A camera that is offline and retrying, or a recorder waiting for
-packets, is not wedged.
+Only the supervisor's control plane counts here: storage and retention, the camera supervision
+loop, forward sessions, the control socket and MQTT. A camera's worker that wedges is killed and
+restarted by the supervision loop (:mod:`gateway.workers.supervisor`); it never makes the daemon
+look unhealthy, so a bad camera can never get the whole daemon, and every other camera's
+recording, restarted by systemd.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,20 +23,8 @@ MIN_WEDGED_AFTER = 5.0
 
 def problems(gateway: Gateway, *, wedged_after: float = WEDGED_AFTER) -> list[str]:
     """What is dead or wedged, in words (empty when healthy)."""
-    found = []
-    for camera_id, runtime in list(gateway.cameras.items()):
-        worker = runtime.worker
-        if worker is not None:
-            if not worker.alive:
-                found.append(f"camera {camera_id}: source thread has died")
-            elif (stuck := worker.stuck_for()) > wedged_after:
-                found.append(f"camera {camera_id}: source stuck in one read for {stuck:.0f} s")
-        for reader in runtime.stream.readers:
-            if not reader.alive:
-                found.append(f"camera {camera_id}: {reader.name} thread has died")
-            elif (stuck := reader.stuck_for()) > wedged_after:
-                found.append(f"camera {camera_id}: {reader.name} stuck for {stuck:.0f} s")
-    for name, alive in gateway.service_threads():
-        if not alive:
-            found.append(f"{name} thread has died")
+    found = [f"{name} thread has died" for name, alive in gateway.service_threads() if not alive]
+    stuck = time.monotonic() - gateway.workers.beat
+    if gateway.workers.alive and stuck > wedged_after:
+        found.append(f"camera supervision loop stuck for {stuck:.0f} s")
     return found

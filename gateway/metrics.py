@@ -7,6 +7,7 @@ reader statistics, and are turned into metric families only when Prometheus asks
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -16,9 +17,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway import __version__
-from gateway.state import CameraStatus
+from gateway.state import CameraStatus, camera_state
 from gateway.storage.store import StorageUsage
-from gateway.stream import Reader
 
 __all__ = ["MetricsSnapshot", "serve_metrics"]
 
@@ -29,7 +29,7 @@ P = "camera_gateway_"
 @dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
     site_id: str
-    cameras: Sequence[tuple[CameraStatus, Sequence[Reader]]]
+    cameras: Sequence[CameraStatus]
     storage: StorageUsage | None
     max_age: float = 0.0
     mqtt_connected: bool | None = None
@@ -68,7 +68,9 @@ class _GatewayCollector(Collector):
 
 def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
     cam = ["camera"]
-    up = GaugeMetricFamily(P + "camera_up", "1 if the camera is delivering video.", labels=cam)
+    up = GaugeMetricFamily(
+        P + "camera_up", "1 if the camera is delivering video (not stalled).", labels=cam
+    )
     frames = CounterMetricFamily(P + "camera_frames", "Video frames received.", labels=cam)
     received = CounterMetricFamily(
         P + "camera_bytes_received", "Bytes received from the camera.", labels=cam
@@ -116,9 +118,23 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         "Video frames dropped because a consumer fell behind.",
         labels=["camera", "consumer"],
     )
-    for status, readers in snap.cameras:
+    no_keyframe = CounterMetricFamily(
+        P + "recording_no_keyframe_cuts",
+        "Segments cut at their size or time bound because the camera sent no keyframe.",
+        labels=cam,
+    )
+    restarts = CounterMetricFamily(
+        P + "worker_restarts",
+        "Camera worker processes restarted after a failure (wedged, over memory, crashed).",
+        labels=cam,
+    )
+    resident = GaugeMetricFamily(
+        P + "worker_resident_bytes", "Resident memory of the camera's worker.", labels=cam
+    )
+    now = time.time()
+    for status in snap.cameras:
         label = [status.id]
-        up.add_metric(label, 1.0 if status.state == "online" else 0.0)
+        up.add_metric(label, 1.0 if camera_state(status, now) == "online" else 0.0)
         frames.add_metric(label, status.frames)
         received.add_metric(label, status.bytes_received)
         reconnects.add_metric(label, status.reconnects)
@@ -135,10 +151,15 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         fwd_bytes.add_metric(label, forward.bytes_sent)
         fwd_dropped.add_metric(label, forward.dropped_frames)
         fwd_reconnects.add_metric(label, forward.reconnects)
-        for reader in readers:
-            dropped.add_metric([status.id, reader.name], reader.stats.dropped_frames)
+        for consumer, count in status.dropped_frames.items():
+            dropped.add_metric([status.id, consumer], count)
+        no_keyframe.add_metric(label, status.recorder.no_keyframe_cuts)
+        restarts.add_metric(label, status.worker.restarts)
+        if status.worker.pid is not None:
+            resident.add_metric(label, status.worker.resident_bytes)
     yield from (up, frames, received, reconnects, last, fps, segments, written, active, enabled)
     yield from (dropped, fwd_up, fwd_active, fwd_bytes, fwd_dropped, fwd_reconnects)
+    yield from (no_keyframe, restarts, resident)
 
 
 def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
@@ -162,6 +183,11 @@ def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
     yield evictions
     yield GaugeMetricFamily(
         P + "storage_error", "1 if the storage is failing.", value=1.0 if usage.error else 0.0
+    )
+    yield CounterMetricFamily(
+        P + "storage_quarantined_files",
+        "Unusable files moved to the quarantine folder since the daemon started.",
+        value=usage.quarantined,
     )
 
 

@@ -1,13 +1,14 @@
-"""The daemon: wires storage, cameras, forwards, the control socket and MQTT; runs the main loop
-(readiness, status and watchdog for systemd, reload on SIGHUP); stops everything cleanly.
+"""The daemon's supervisor process: wires storage, the camera workers, forwards, the control
+socket and MQTT; runs the main loop (readiness, status and watchdog for systemd, reload on
+SIGHUP); stops everything cleanly.
 
-Per camera (:mod:`gateway.cameras`): a source thread publishes into a fan-out stream whose
-readers (the recorder; the forwarder during a forward session) each run on their own thread.
+Each camera runs in its own worker process (:mod:`gateway.workers`), whose threads pull it,
+fan it out and record or forward it (:mod:`gateway.cameras`); this process keeps the control
+plane and a mirror of every camera's status.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -18,13 +19,11 @@ from types import FrameType
 from typing import Any
 
 from gateway.audit import AuditLog
-from gateway.camera import join_workers
-from gateway.cameras import CameraRuntime, start_camera
 from gateway.clock import clock_synchronized
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
 from gateway.control import ControlServer, Peer
 from gateway.events import EventBus
-from gateway.forward.commands import CommandError, parse_command
+from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
 from gateway.memory import trim
@@ -33,8 +32,11 @@ from gateway.mqtt import MqttPublisher
 from gateway.mqtt.publisher import MqttView
 from gateway.statusview import status_document, summary
 from gateway.storage.retention import RetentionPolicy
-from gateway.storage.store import Storage
+from gateway.storage.store import STUCK_AFTER, Storage
 from gateway.systemd import Notifier
+from gateway.text import excerpt
+from gateway.workers.messages import WorkerSettings
+from gateway.workers.supervisor import Supervisor, WorkerHandle
 
 __all__ = ["STOP_TIMEOUT", "Gateway"]
 
@@ -42,14 +44,20 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0
 """Seconds within which a stop finalises every open segment."""
-WORKER_JOIN = 1.0
-"""Seconds a stop waits for camera threads: a connected one ends within a frame, while one inside
-a connection attempt would hold the stop for up to the open timeout and gain nothing by it."""
 FIRST_ATTEMPT_WAIT = 10.0
 """Longest wait for every camera's first connection attempt before declaring readiness."""
 TRIM_EVERY = 60.0
 """Seconds between returns of freed memory to the system."""
-_RESTART_ONLY = ("site_id", "storage", "metrics", "control", "audit", "mqtt", "uplink")
+_RESTART_ONLY = (
+    "site_id",
+    "storage",
+    "metrics",
+    "control",
+    "audit",
+    "mqtt",
+    "uplink",
+    "workers",
+)
 
 
 class Gateway:
@@ -66,8 +74,15 @@ class Gateway:
                 quota=storage.quota, max_age=storage.max_age, min_free=storage.min_free
             ),
             events=self.events,
+            journal_dir=config.audit.path,
         )
-        self.cameras: dict[str, CameraRuntime] = {}
+        self.workers = Supervisor(
+            self.storage,
+            self.events,
+            verbose=logging.getLogger().isEnabledFor(logging.DEBUG),
+            site=config.site_id,
+        )
+        self.cameras: dict[str, WorkerHandle] = {}
         self.forwards: ForwardManager | None = None
         self.control: ControlServer | None = None
         self.mqtt: MqttPublisher | None = None
@@ -75,25 +90,26 @@ class Gateway:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.left_running: list[str] = []
-        """Camera threads still inside FFmpeg after :meth:`stop` (see :func:`join_workers`)."""
+        self._storage_stuck = False
 
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, *, metrics: bool = True) -> None:
+        self.workers.start()  # first: the fork server is exec'd before any thread exists
+        self.storage.recorded_cameras = sum(1 for c in self.config.cameras if c.record)
         self.storage.open()
         self.storage.start()
         if metrics:
             listen = self.config.metrics
             serve_metrics(listen.host, listen.port, self.snapshot)
         for camera in self.config.cameras:
-            self.cameras[camera.id] = start_camera(camera, self.config, self.storage, self.events)
+            self.cameras[camera.id] = self.workers.add(camera, self._settings(camera, self.config))
         self.forwards = ForwardManager(
             site_id=self.config.site_id,
             uplink=self.config.uplink,
-            cameras={c: rt.config for c, rt in self.cameras.items()},
-            statuses={c: rt.status.forward for c, rt in self.cameras.items()},
-            sources={c: rt.source for c, rt in self.cameras.items()},
+            cameras={c: h.camera for c, h in self.cameras.items()},
+            statuses={c: h.status.forward for c, h in self.cameras.items()},
+            links=dict(self.cameras),
             audit=AuditLog(self.config.audit.path / "forward-sessions.jsonl"),
             events=self.events,
         )
@@ -133,9 +149,20 @@ class Gateway:
         )
         self.mqtt.start()
 
+    def _settings(self, camera: CameraConfig, config: Config) -> WorkerSettings:
+        return WorkerSettings(
+            site_id=config.site_id,
+            storage_root=self.storage.root,
+            segment_duration=config.storage.segment_duration,
+            segment_max_bytes=self.storage.segment_max_bytes,
+            memory_max=config.workers.memory_max,
+            max_bitrate=camera.max_bitrate,
+            forwarded=config.uplink is not None and camera.forward != "off",
+        )
+
     def service_threads(self) -> list[tuple[str, bool]]:
         """The daemon's own long-lived threads and whether each is alive."""
-        threads = [("storage", self.storage.alive)]
+        threads = [("storage", self.storage.alive), ("camera supervision", self.workers.alive)]
         if self.forwards is not None:
             threads.append(("forward sessions", self.forwards.alive))
         if self.control is not None:
@@ -147,12 +174,12 @@ class Gateway:
     def wait_first_attempts(self, timeout: float) -> None:
         """Wait until every camera tried once, the timeout passes, or a stop is requested."""
         deadline = time.monotonic() + timeout
-        for runtime in list(self.cameras.values()):
-            while runtime.worker is not None and not runtime.worker.first_attempt.is_set():
+        for handle in list(self.cameras.values()):
+            while not handle.first_attempt.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     return
-                runtime.worker.first_attempt.wait(min(0.1, remaining))
+                handle.first_attempt.wait(min(0.1, remaining))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -170,19 +197,17 @@ class Gateway:
             fields = {k: v for k, v in request.items() if k != "command"}
             fields.setdefault("requested_by", peer.user)
             return self._forward(fields, origin=f"command line, {peer.describe()}")
-        return {"ok": False, "message": f"unknown command {command!r}"}
+        return {"ok": False, "message": f"unknown command {excerpt(command)}"}
 
     def _mqtt_command(self, camera_id: str, payload: bytes) -> None:
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            if self.forwards is not None:
-                self.forwards.rejected(camera_id, "the payload is not a JSON object", origin="mqtt")
+        if self.forwards is None:
             return
-        data.setdefault("requested_by", "mqtt")
-        self._forward({**data, "camera": camera_id}, origin="mqtt")
+        try:
+            command = decode_mqtt_command(camera_id, payload, origin="mqtt")
+        except CommandError as exc:
+            self.forwards.rejected(camera_id, exc.reason, origin="mqtt")
+            return
+        self.forwards.request(command)
 
     def _forward(self, fields: dict[str, Any], *, origin: str) -> dict[str, Any]:
         """The one way every channel's forward command goes."""
@@ -204,7 +229,7 @@ class Gateway:
     def snapshot(self) -> MetricsSnapshot:
         return MetricsSnapshot(
             site_id=self.config.site_id,
-            cameras=[(rt.status, rt.stream.readers) for rt in self.cameras.values()],
+            cameras=[handle.status for handle in self.cameras.values()],
             storage=self.storage.usage,
             max_age=self.config.storage.max_age,
             mqtt_connected=None if self.mqtt is None else self.mqtt.connected,
@@ -214,7 +239,7 @@ class Gateway:
     def _mqtt_view(self) -> MqttView:
         return MqttView(
             uptime=time.monotonic() - self.started,
-            cameras=[rt.status for rt in self.cameras.values()],
+            cameras=[handle.status for handle in self.cameras.values()],
             storage=self.storage.usage,
             clock_synchronized=clock_synchronized(),
         )
@@ -234,6 +259,8 @@ class Gateway:
                 "reload refused, the running configuration stays: %s", "; ".join(exc.problems)
             )
             return False
+        for warning in config_warnings(new):
+            log.warning("%s", warning)
         for section in _RESTART_ONLY:
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload: %s changed; that takes effect at the next restart", section)
@@ -243,17 +270,20 @@ class Gateway:
         assert self.forwards is not None
         for camera_id in old.keys() - wanted.keys():
             self.forwards.set_camera(camera_id, None, reason="camera_removed")
-            self.cameras.pop(camera_id).stop(timeout=STOP_TIMEOUT)
+            self.cameras.pop(camera_id)
+            self.workers.remove(camera_id, timeout=STOP_TIMEOUT)
             log.info("reload: camera %s removed", camera_id)
+        self.storage.recorded_cameras = sum(1 for c in new.cameras if c.record)
         for camera_id, camera in wanted.items():
             if camera_id in old and old[camera_id] == camera:
                 continue
             if camera_id in old:
                 self.forwards.set_camera(camera_id, None, reason="camera_changed")
-                self.cameras.pop(camera_id).stop(timeout=STOP_TIMEOUT)
-            runtime = start_camera(camera, effective, self.storage, self.events)
-            self.cameras[camera_id] = runtime
-            self.forwards.set_camera(camera_id, camera, runtime.status.forward, runtime.source)
+                self.cameras.pop(camera_id)
+                self.workers.remove(camera_id, timeout=STOP_TIMEOUT)
+            handle = self.workers.add(camera, self._settings(camera, effective))
+            self.cameras[camera_id] = handle
+            self.forwards.set_camera(camera_id, camera, handle.status.forward, handle)
             log.info("reload: camera %s %s", camera_id, "changed" if camera_id in old else "added")
         self.config = effective
         return True
@@ -261,24 +291,16 @@ class Gateway:
     # -- stop ----------------------------------------------------------------------------------
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
-        """Stop pulling, finalise open segments, release the storage. True if all in time."""
+        """Stop the cameras (each worker finalises its segment, or is killed at the deadline),
+        release the storage. True if every worker finished in time."""
         deadline = time.monotonic() + timeout
         if self.forwards is not None:
             self.forwards.stop_all("shutdown")
         if self.control is not None:
             self.control.stop()
-        for runtime in self.cameras.values():
-            if runtime.worker is not None:
-                runtime.worker.stop()
-        finished = True
-        for runtime in self.cameras.values():
-            remaining = max(0.1, deadline - time.monotonic() - 0.2)
-            finished &= runtime.stream.close(timeout=remaining)
+        finished = self.workers.stop(max(0.5, deadline - time.monotonic()))
         if not finished:
-            log.error("some recorders did not finish within %.0f s", timeout)
-        self.left_running = join_workers(min(WORKER_JOIN, max(0.1, deadline - time.monotonic())))
-        for name in self.left_running:
-            log.warning("camera thread %s is still inside a connection attempt", name)
+            log.error("some cameras did not finish their segment within %.0f s", timeout)
         if self.mqtt is not None:
             self.mqtt.stop()
         self.storage.close()
@@ -322,6 +344,18 @@ class Gateway:
         log.info("stopped in %.1f s", time.monotonic() - started)
         return 0 if clean else 1
 
+    def _watch_storage(self) -> None:
+        """A disk that stops answering holds the storage thread: say so once, loudly. The
+        daemon goes on (live forwarding does not need the disk), and so does systemd's watchdog."""
+        stuck = self.storage.stuck_for()
+        if stuck > STUCK_AFTER and not self._storage_stuck:
+            self._storage_stuck = True
+            log.error("storage %s: not answering for %.0f s", self.storage.root, stuck)
+            self.events.emit("storage_error", reason=f"storage not answering for {stuck:.0f} s")
+        elif stuck <= STUCK_AFTER and self._storage_stuck:
+            self._storage_stuck = False
+            log.info("storage %s answers again", self.storage.root)
+
     def _loop(self, every: Callable[[], None] | None, duration: float | None) -> None:
         end = None if duration is None else time.monotonic() + duration
         interval = self.notifier.watchdog_interval
@@ -338,6 +372,7 @@ class Gateway:
                 self.notifier.ready(summary(self.snapshot()))
             if every is not None:
                 every()
+            self._watch_storage()
             found = problems(self, wedged_after=wedged_after)
             for problem in set(found) - reported:
                 log.error("watchdog: %s; not reporting healthy to systemd", problem)

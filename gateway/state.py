@@ -1,25 +1,40 @@
 """Live state of the daemon, held in one place: written by workers, read by status and metrics.
 
-Workers only assign fields and bump counters (cheap, no locks on the packet path); readers take a
-consistent-enough snapshot. Status output and metrics read this; they never sit in the packet path.
+In a camera's worker process, its threads only assign fields and bump counters (cheap, no locks
+on the packet path). The supervisor keeps a mirror of each camera's status, updated from the
+worker's reports and carried across worker restarts (counters never go back), which status
+output, MQTT and metrics read; they never sit in the packet path.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gateway.clock import wall_at
-from gateway.media.packet import Packet, SessionInfo
 
-__all__ = ["CameraState", "CameraStatus", "ForwardState", "ForwardStatus", "RecorderStatus"]
+if TYPE_CHECKING:
+    from gateway.media.packet import Packet, SessionInfo
+
+__all__ = [
+    "STALLED_AFTER",
+    "CameraState",
+    "CameraStatus",
+    "ForwardState",
+    "ForwardStatus",
+    "RecorderStatus",
+    "WorkerStatus",
+    "camera_state",
+]
 
 CameraState = Literal["starting", "online", "offline", "error", "disabled"]
 """``error``: the camera refuses our credentials; ``disabled``: neither recorded nor forwarded."""
 ForwardState = Literal["off", "connecting", "live", "error"]
 ForwardMode = Literal["continuous", "on_demand", "off"]
 _RATE_WINDOW = 2.0
+STALLED_AFTER = 2.0
+"""Seconds without a frame after which a connected camera counts as ``stalled``."""
 
 
 @dataclass(slots=True)
@@ -31,7 +46,9 @@ class RecorderStatus:
     bytes_written: int = 0
     current_segment: str | None = None
     skipped_packets: int = 0
-    """Packets not recorded while storage was failing."""
+    """Packets not recorded while storage was failing, or while waiting for a keyframe."""
+    no_keyframe_cuts: int = 0
+    """Segments cut at their size or time bound because no keyframe came to cut them at."""
 
 
 @dataclass(slots=True)
@@ -59,6 +76,22 @@ class ForwardStatus:
 
 
 @dataclass(slots=True)
+class WorkerStatus:
+    """The camera's worker process, as the supervisor sees it."""
+
+    pid: int | None = None
+    started: float | None = None
+    """Wall time the current worker started."""
+    restarts: int = 0
+    """Workers restarted after a failure (not counting planned stops)."""
+    last_restart: str | None = None
+    """Why the last worker was restarted."""
+    resident_bytes: int = 0
+    cpu: float = 0.0
+    """Share of one core the worker used over the last second."""
+
+
+@dataclass(slots=True)
 class CameraStatus:
     """Everything known about one camera. One instance per camera for the daemon's lifetime."""
 
@@ -82,6 +115,11 @@ class CameraStatus:
     timestamp_repairs: int = 0
     recorder: RecorderStatus = field(default_factory=RecorderStatus)
     forward: ForwardStatus = field(default_factory=ForwardStatus)
+    worker: WorkerStatus = field(default_factory=WorkerStatus)
+    dropped_frames: dict[str, int] = field(default_factory=dict)
+    """Video frames dropped per consumer (recorder, forwarder) because it fell behind."""
+    rate_window: float = 0.0
+    """``time.monotonic()`` when ``fps`` and ``bitrate`` were last computed."""
     _window_start: float = 0.0
     _window_frames: int = 0
     _window_bytes: int = 0
@@ -124,9 +162,23 @@ class CameraStatus:
         if elapsed >= _RATE_WINDOW:
             self.fps = self._window_frames / elapsed
             self.bitrate = self._window_bytes * 8 / elapsed
+            self.rate_window = packet.received
             self._window_start = packet.received
             self._window_frames = self._window_bytes = 0
 
     def session_ended(self) -> None:
         self.fps = 0.0
         self.bitrate = 0.0
+
+
+def camera_state(status: CameraStatus, now: float) -> str:
+    """What a camera shows everywhere (status, MQTT, metrics): ``online``, ``stalled``
+    (connected, no frame for :data:`STALLED_AFTER`), ``offline``, ``error`` or ``disabled``."""
+    if status.state == "online":
+        last = status.last_frame
+        if last is not None and now - last > STALLED_AFTER:
+            return "stalled"
+        return "online"
+    if status.state in ("error", "disabled"):
+        return status.state
+    return "offline"

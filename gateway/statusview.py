@@ -9,9 +9,9 @@ from typing import Any
 
 from gateway.clock import utc_iso
 from gateway.metrics import MetricsSnapshot
-from gateway.state import CameraStatus, ForwardStatus
+from gateway.state import CameraStatus, ForwardStatus, camera_state
 from gateway.storage.store import StorageUsage
-from gateway.stream import Reader
+from gateway.text import display
 from gateway.units import format_duration, format_size
 
 __all__ = ["render_status", "status_document", "summary"]
@@ -24,10 +24,16 @@ def _age(iso: str | None, now: float) -> float | None:
 
 
 def render_status(document: dict[str, Any]) -> str:
-    """The status table of :func:`status_document`'s output (live, or from the daemon)."""
+    """The status table of :func:`status_document`'s output (live, or from the daemon).
+
+    Every text in it comes from a camera, the configuration or a client (error strings, codec
+    names, ids), so each is shown through :func:`display`: a terminal never receives a raw
+    control or bidi character.
+    """
     now = time.time()
+    site = display(document["site"])
     lines = [
-        f"camera-gateway · site {document['site']} · up {format_duration(document['uptime'])}",
+        f"camera-gateway · site {site} · up {format_duration(document['uptime'])}",
         "",
     ]
     header = (
@@ -38,7 +44,9 @@ def render_status(document: dict[str, Any]) -> str:
     lines.append("-" * len(header))
     for camera in document["cameras"]:
         video = (
-            f"{camera['codec']} {camera['width']}x{camera['height']}" if camera["codec"] else "-"
+            f"{display(camera['codec'])} {camera['width']}x{camera['height']}"
+            if camera["codec"]
+            else "-"
         )
         age = _age(camera["last_frame"], now)
         shown_age = "-" if age is None else f"{format_duration(age)} ago"
@@ -50,12 +58,13 @@ def render_status(document: dict[str, Any]) -> str:
             recording = "yes" if camera["recording"] else "waiting"
         dropped = sum(camera["dropped_frames"].values())
         forward = camera["forward"]
-        shown = forward["state"] if forward["mode"] != "off" else "-"
+        shown = display(forward["state"]) if forward["mode"] != "off" else "-"
         left = _age(forward["ends"], now)
         if left is not None and forward["state"] != "off":
             shown += f" ({format_duration(max(0.0, -left))} left)"
         lines.append(
-            f"{camera['id']:<14}{camera['state']:<9}{video:<18}{camera['fps']:>5.1f}"
+            f"{display(camera['id']):<14}{display(camera['state']):<9}{video:<18}"
+            f"{camera['fps']:>5.1f}"
             f"{camera['bitrate_kbps']:>8.0f}{shown_age:>11}  {recording:<11}"
             f"{camera['segments']:>9}{dropped:>8}  {shown}"
         )
@@ -66,7 +75,7 @@ def render_status(document: dict[str, Any]) -> str:
         )
         for problem in problems:
             if problem:
-                lines.append(f"{'':<14}! {problem}")
+                lines.append(f"{'':<14}! {display(problem)}")
     lines.append("")
     storage = document["storage"]
     if storage is not None:
@@ -75,14 +84,14 @@ def render_status(document: dict[str, Any]) -> str:
         oldest_age = _age(storage["oldest"], now)
         oldest = "-" if oldest_age is None else f"{format_duration(oldest_age)} ago"
         evictions = sorted(storage["evictions"].items())
-        evicted = ", ".join(f"{k} {v}" for k, v in evictions) or "none"
+        evicted = ", ".join(f"{display(k)} {v}" for k, v in evictions) or "none"
         lines.append(
             f"storage: {format_size(storage['used'])} of {format_size(storage['quota'])} "
             f"({share:.0f}%), {free} free, {storage['segments']} segments, oldest {oldest}"
         )
         lines.append(f"evicted: {evicted}")
         if storage["error"]:
-            lines.append(f"! storage: {storage['error']}")
+            lines.append(f"! storage: {display(storage['error'])}")
     if document.get("mqtt_connected") is False:
         lines.append("! MQTT: not connected to the broker")
     return "\n".join(lines)
@@ -111,12 +120,13 @@ def _forward_document(forward: ForwardStatus) -> dict[str, Any]:
 
 def status_document(
     site_id: str,
-    cameras: Sequence[tuple[CameraStatus, Sequence[Reader]]],
+    cameras: Sequence[CameraStatus],
     storage: StorageUsage | None,
     *,
     uptime: float,
 ) -> dict[str, Any]:
     """Everything the status table shows, as plain data (times in UTC ISO 8601)."""
+    now = time.time()
     return {
         "site": site_id,
         "uptime": round(uptime, 1),
@@ -124,7 +134,7 @@ def status_document(
             {
                 "id": status.id,
                 "url": status.url,
-                "state": status.state,
+                "state": camera_state(status, now),
                 "since": _iso(status.since),
                 "error": status.error,
                 "codec": status.codec,
@@ -137,10 +147,17 @@ def status_document(
                 "recording": status.recorder.recording,
                 "recording_error": status.recorder.error,
                 "segments": status.recorder.segments,
-                "dropped_frames": {r.name: r.stats.dropped_frames for r in readers},
+                "dropped_frames": dict(status.dropped_frames),
                 "forward": _forward_document(status.forward),
+                "worker": {
+                    "pid": status.worker.pid,
+                    "restarts": status.worker.restarts,
+                    "last_restart": status.worker.last_restart,
+                    "resident_bytes": status.worker.resident_bytes,
+                    "cpu": round(status.worker.cpu, 3),
+                },
             }
-            for status, readers in cameras
+            for status in cameras
         ],
         "storage": None
         if storage is None
@@ -158,8 +175,9 @@ def status_document(
 
 def summary(snapshot: MetricsSnapshot) -> str:
     """One line for systemd's STATUS=: ``4/4 cameras online, 4 recording, 61% of quota``."""
-    cameras = [status for status, _ in snapshot.cameras]
-    online = sum(1 for c in cameras if c.state == "online")
+    cameras = list(snapshot.cameras)
+    now = time.time()
+    online = sum(1 for c in cameras if camera_state(c, now) == "online")
     recording = sum(1 for c in cameras if c.recorder.recording)
     parts = [f"{online}/{len(cameras)} cameras online", f"{recording} recording"]
     storage = snapshot.storage

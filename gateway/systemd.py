@@ -8,29 +8,50 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 
 __all__ = ["CameraFieldFilter", "Notifier", "journal_handler", "stderr_is_journal"]
 
+log = logging.getLogger(__name__)
+
 
 class Notifier:
     """Sends state to the service manager. ``watchdog_interval`` is how often to ping (None:
-    no watchdog asked for)."""
+    no watchdog asked for).
+
+    The datagrams are sent without waiting: a manager slow to read its socket (its queue holds
+    10 datagrams) must never hold up the daemon. libsystemd's ``sd_notify`` waits in that case,
+    and the Python binding does so holding the interpreter lock, which froze every thread.
+    A datagram the socket cannot take now is dropped; the next status or ping follows within
+    seconds.
+    """
 
     def __init__(self) -> None:
-        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        address = os.environ.get("NOTIFY_SOCKET", "")
+        self.enabled = address.startswith(("/", "@"))
+        self._address = "\0" + address[1:] if address.startswith("@") else address
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
         for_us = pid is None or pid == str(os.getpid())
         self.watchdog_interval = int(usec) / 2_000_000 if usec and for_us else None
+        self._sock: socket.socket | None = None
+        self._failed = False
 
     def send(self, *fields: str) -> None:
         if not self.enabled:
             return
-        from systemd import daemon  # type: ignore[attr-defined]
-
-        daemon.notify("\n".join(fields))
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, self._address)
+        except OSError as exc:  # full, gone or restarting: never a reason to stop or wait
+            if not self._failed:
+                self._failed = True
+                log.warning("cannot notify the service manager: %s", exc.strerror or exc)
+            return
+        self._failed = False
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")

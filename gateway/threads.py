@@ -7,7 +7,7 @@ import threading
 
 from gateway.libc import libc as load_libc
 
-__all__ = ["name_native_thread"]
+__all__ = ["name_native_thread", "name_process"]
 
 _PR_SET_NAME = 15
 
@@ -19,3 +19,11 @@ def name_native_thread() -> None:
         return
     name = threading.current_thread().name.encode()[:15]
     libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def name_process(name: str) -> None:
+    """Name the calling process (``ps -o comm``, ``top``): a camera's worker reads as its camera."""
+    libc = load_libc()
+    if libc is None:
+        return
+    libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)

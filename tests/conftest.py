@@ -105,3 +105,22 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     ).start()
     yield server
     server.stop()
+
+
+# The hostile camera (tests/support/hostile_camera.py): started per test, all stopped at teardown.
+from hostile import HostileCamera  # noqa: E402 - kept next to its fixture
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[Callable[..., HostileCamera]]:
+    """``hostile(mode, **kwargs)`` starts a :class:`HostileCamera` (logs in ``tmp_path``)."""
+    started: list[HostileCamera] = []
+
+    def start(mode: str, **kwargs: object) -> HostileCamera:
+        camera = HostileCamera(mode, tmp_path, **kwargs)  # type: ignore[arg-type]
+        started.append(camera)
+        return camera.start()
+
+    yield start
+    for camera in started:
+        camera.stop()

@@ -193,10 +193,31 @@ class GatewayProcess:
             self.proc.kill()
             self.proc.wait(5)
 
+    def workers(self) -> dict[str, int]:
+        """Camera id -> pid of its worker process (named ``cgw:<camera>``)."""
+        assert self.proc is not None
+        found = {}
+        for pid in descendants(self.proc.pid):
+            name = process_name(pid)
+            if name.startswith("cgw:") and alive(pid):
+                found[name[4:]] = pid
+        return found
+
     def segments(self, camera: str | None = None, *, partial: bool = False) -> list[Path]:
         pattern = "*.mp4.part" if partial else "*.mp4"
         base = self.storage / camera if camera else self.storage
         return sorted(base.rglob(pattern)) if base.exists() else []
+
+    def status(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Camera id -> status, asked over the control socket like the command line does (from
+        this process: a CLI process per question would cost more than the question)."""
+        from gateway.control import call
+
+        socket_path = Path(yaml.safe_load(self.config.read_text())["control"]["socket"])
+        wait_until(lambda: socket_path.exists() or self._died(), timeout, "the control socket")
+        answer = call(socket_path, {"command": "status"}, timeout=timeout)
+        assert answer.get("ok"), answer
+        return {camera["id"]: camera for camera in answer["status"]["cameras"]}
 
     def forward(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``camera-gateway forward ...`` against this daemon."""
@@ -523,6 +544,43 @@ def slow_link(rate: str) -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (the daemon's fork server and camera workers), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -642,3 +700,46 @@ class MqttWatcher:
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+
+class NotifySocket:
+    """What systemd listens on for a Type=notify service; read continuously, as systemd does
+    (its queue holds 10 datagrams: a reader that stops would make the daemon drop messages)."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+
+    def drain(self) -> list[tuple[float, dict[str, str]]]:
+        time.sleep(0.05)
+        return list(self.messages)
+
+    def has(self, key: str, value: str | None = None) -> bool:
+        return any(key in f and (value is None or f[key] == value) for _, f in self.drain())
+
+    def times(self, key: str) -> list[float]:
+        return [t for t, f in self.drain() if key in f]
+
+    def close(self) -> None:
+        self._closed.set()
+        self._reader.join(1)
+        self.sock.close()

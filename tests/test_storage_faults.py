@@ -196,3 +196,37 @@ def test_retries_on_a_full_disk_do_not_count_as_recording(tmp_path: Path) -> Non
     assert not any(recording and error for recording, error in recovering)
     back = next(i for i, (_, error) in enumerate(recovering) if error is None)
     assert all(recording for recording, _ in recovering[back:])
+
+
+def test_a_disk_filling_up_under_the_cameras_never_leaves_a_bad_segment_indexed(
+    tmp_path: Path, gateway
+) -> None:
+    """Retention frees space while the cameras fill a small disk: writes run out of space in
+    the middle of a fragment, again and again. Every segment kept, and every segment indexed,
+    decodes without a single error in ffmpeg's decoder."""
+    with tmpfs(tmp_path / "disk", "6m") as root:
+        config = write_config(
+            tmp_path / "gw.yaml",
+            root,
+            [
+                {
+                    "id": f"cam{i}",
+                    "url": f"sim://c{i}?width=640&height=360&fps=25&gop=1&bitrate=3000",
+                }
+                for i in range(3)
+            ],
+            storage={"quota": "1GiB", "min_free": "100KB", "segment_duration": "4s"},
+        )
+        gw = gateway(config)
+        wait_until(lambda: "disk full" in gw.log, 40, "the disk to fill")
+        time.sleep(8)  # filling, evicting and filling again
+        assert gw.stop() == 0
+        listing = gw.listing()
+        indexed = [Path(s["path"]) for s in listing["segments"]]
+        assert indexed, "something was recorded"
+        for path in gw.segments():
+            assert decode_errors(path) == "", f"{path.name} does not decode"
+        for path in indexed:
+            assert path.exists(), f"{path.name} indexed but missing"
+        evictions, full = gw.log.count("evicted "), gw.log.count("disk full")
+        print(f"\n{len(indexed)} segments indexed, all decode; {evictions} evictions, {full} full")

@@ -17,9 +17,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.audit import AuditError, AuditLog
 from gateway.clock import utc_iso
@@ -27,26 +27,29 @@ from gateway.config import CameraConfig, UplinkConfig
 from gateway.events import EventBus
 from gateway.forward.commands import ForwardCommand, ForwardResult
 from gateway.forward.connection import TlsPolicy
-from gateway.forward.pusher import Pusher, UplinkTarget
+from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.ratelimit import RateLimitedLog
 from gateway.state import ForwardStatus
-from gateway.stream import Reader, Stream
 from gateway.units import format_duration, format_size
 
-__all__ = ["FORWARD_QUEUE_BYTES", "ForwardManager", "ForwardSource"]
+__all__ = ["ForwardLink", "ForwardManager"]
 
 log = logging.getLogger(__name__)
 
-FORWARD_QUEUE_BYTES = 32 * 1024 * 1024
 STARTED, EXTENDED, STOPPED = "forward_started", "forward_extended", "forward_stopped"
+_refusals = RateLimitedLog(log, "%d more forward commands refused in the last minute")
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardSource:
-    """Where a camera's forward takes its packets: its main stream, or a substream pulled
-    only while a session needs it."""
+class ForwardLink(Protocol):
+    """How a session reaches the camera's packet path (its worker process)."""
 
-    acquire: Callable[[], Stream]
-    release: Callable[[], None]
+    def start_forward(self, session: str, target: UplinkTarget, queue: float) -> None:
+        """Push the camera to ``target`` until stopped (across worker restarts)."""
+        ...
+
+    def stop_forward(self, session: str, timeout: float = 2.0) -> ForwardTotals:
+        """Stop the push; the camera's forward counters when it stopped."""
+        ...
 
 
 @dataclass(slots=True)
@@ -60,11 +63,8 @@ class _Session:
     started: float
     started_monotonic: float
     deadline: float | None
-    stream: Stream
-    reader: Reader
-    pusher: Pusher
     bytes_at_start: int
-    drops_reported: int = 0
+    dropped_at_start: int = 0
     reconnects_at_start: int = 0
 
 
@@ -76,7 +76,7 @@ class ForwardManager:
         uplink: UplinkConfig | None,
         cameras: Mapping[str, CameraConfig],
         statuses: Mapping[str, ForwardStatus],
-        sources: Mapping[str, ForwardSource],
+        links: Mapping[str, ForwardLink],
         audit: AuditLog,
         events: EventBus | None = None,
     ) -> None:
@@ -85,7 +85,7 @@ class ForwardManager:
         self.uplink = uplink
         self.cameras = dict(cameras)
         self.statuses = dict(statuses)
-        self.sources = dict(sources)
+        self.links = dict(links)
         self.audit = audit
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.RLock()
@@ -112,7 +112,7 @@ class ForwardManager:
         camera_id: str,
         camera: CameraConfig | None,
         status: ForwardStatus | None = None,
-        source: ForwardSource | None = None,
+        link: ForwardLink | None = None,
         *,
         reason: str = "camera_changed",
     ) -> None:
@@ -126,12 +126,12 @@ class ForwardManager:
             if camera is None:
                 self.cameras.pop(camera_id, None)
                 self.statuses.pop(camera_id, None)
-                self.sources.pop(camera_id, None)
+                self.links.pop(camera_id, None)
                 return
-            assert status is not None and source is not None
+            assert status is not None and link is not None
             self.cameras[camera_id] = camera
             self.statuses[camera_id] = status
-            self.sources[camera_id] = source
+            self.links[camera_id] = link
             self._prepare(camera_id)
 
     def _prepare(self, camera_id: str) -> None:
@@ -173,7 +173,7 @@ class ForwardManager:
         with self._lock:
             refusal = self._refusal(command)
             if refusal is not None:
-                log.warning(
+                _refusals.log(
                     "forward %s for camera %s refused (%s, by %s): %s",
                     command.action,
                     command.camera,
@@ -270,15 +270,7 @@ class ForwardManager:
             target=target.display,
         )
         status = self.statuses[camera_id]
-        stream = self.sources[camera_id].acquire()
-        pusher = Pusher(camera_id, target, status)
-        reader = stream.add_reader(
-            pusher,
-            max_seconds=self.uplink.queue,
-            max_bytes=FORWARD_QUEUE_BYTES,
-            replay_gop=True,
-            inline=pusher.try_now,
-        )
+        self.links[camera_id].start_forward(session_id, target, self.uplink.queue)
         now, mono = time.time(), time.monotonic()
         session = _Session(
             id=session_id,
@@ -290,10 +282,8 @@ class ForwardManager:
             started=now,
             started_monotonic=mono,
             deadline=None if requested is None else mono + requested,
-            stream=stream,
-            reader=reader,
-            pusher=pusher,
             bytes_at_start=status.bytes_sent,
+            dropped_at_start=status.dropped_frames,
             reconnects_at_start=status.reconnects,
         )
         self._sessions[camera_id] = session
@@ -356,13 +346,10 @@ class ForwardManager:
         self, camera_id: str, *, stop_reason: str, command: ForwardCommand | None
     ) -> ForwardResult:
         session = self._sessions.pop(camera_id)
-        session.stream.remove_reader(session.reader)
-        session.reader.join(5)
-        self.sources[camera_id].release()
+        totals = self.links[camera_id].stop_forward(session.id)
         status = self.statuses[camera_id]
-        self._report_drops(session)
         duration = time.monotonic() - session.started_monotonic
-        sent = status.bytes_sent - session.bytes_at_start
+        sent = totals.bytes_sent - session.bytes_at_start
         entry = {
             "session": session.id,
             "site": self.site_id,
@@ -375,8 +362,8 @@ class ForwardManager:
             "requested_duration": session.requested,
             "duration": round(duration, 3),
             "bytes_sent": sent,
-            "dropped_frames": session.drops_reported,
-            "reconnects": status.reconnects - session.reconnects_at_start,
+            "dropped_frames": totals.dropped_frames - session.dropped_at_start,
+            "reconnects": totals.reconnects - session.reconnects_at_start,
         }
         try:
             self.audit.append(STOPPED, **entry)
@@ -440,17 +427,11 @@ class ForwardManager:
             while not self._stopping:
                 now = time.monotonic()
                 for camera_id, session in list(self._sessions.items()):
-                    self._report_drops(session)
                     if session.deadline is not None and now >= session.deadline:
                         self._stop(camera_id, stop_reason="expired", command=None)
                 deadlines = [s.deadline for s in self._sessions.values() if s.deadline]
                 wait = min([1.0, *(d - time.monotonic() for d in deadlines)])
                 self._wake.wait(max(0.05, wait))
-
-    def _report_drops(self, session: _Session) -> None:
-        drops = session.reader.stats.dropped_frames
-        self.statuses[session.camera].dropped_frames += drops - session.drops_reported
-        session.drops_reported = drops
 
     def _close_interrupted(self) -> None:
         try:

@@ -13,31 +13,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.forward.connection import PushError, TlsPolicy, open_uplink
+from gateway.forward.connection import PushError, open_uplink
 from gateway.forward.publisher import Publisher, PushUrl
+from gateway.forward.target import UplinkTarget
 from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.media.params import with_parameter_sets
 from gateway.state import ForwardState, ForwardStatus
 
-__all__ = ["GOP_CACHE_BYTES", "Pusher", "UplinkTarget", "open_publisher"]
+__all__ = ["FORWARD_QUEUE_BYTES", "GOP_CACHE_BYTES", "Pusher", "open_publisher"]
 
 log = logging.getLogger(__name__)
 
 GOP_CACHE_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkTarget:
-    """Where one camera is pushed. ``push_url`` may hold credentials: never show it."""
-
-    push_url: str
-    display: str
-    tls: TlsPolicy | None
-    connect_timeout: float
+FORWARD_QUEUE_BYTES = 32 * 1024 * 1024
 
 
 def open_publisher(target: UplinkTarget, tracks: tuple[Track, ...]) -> Publisher:

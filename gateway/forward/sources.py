@@ -4,15 +4,25 @@ pulled only while a forward session needs it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.camera import CameraWorker
 from gateway.config import CameraConfig
-from gateway.forward.manager import ForwardSource
 from gateway.forward.pusher import GOP_CACHE_BYTES
 from gateway.state import CameraStatus
 from gateway.stream import Stream
 
-__all__ = ["main_stream_source", "substream_source"]
+__all__ = ["ForwardSource", "main_stream_source", "substream_source"]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSource:
+    """Where a camera's forward takes its packets: its main stream, or a substream pulled
+    only while a session needs it."""
+
+    acquire: Callable[[], Stream]
+    release: Callable[[], None]
 
 
 def main_stream_source(stream: Stream) -> ForwardSource:

@@ -1,5 +1,5 @@
-"""Media units shared by sources and consumers: packets, tracks, sessions, timestamp repair."""
+"""Media units shared by sources and consumers: packets, tracks, sessions, timestamp repair.
 
-from gateway.media.packet import Packet, SessionInfo, Track, TrackKind
-
-__all__ = ["Packet", "SessionInfo", "Track", "TrackKind"]
+Nothing is imported here: :mod:`gateway.media.packet` loads PyAV (and FFmpeg), which the
+supervisor process never needs.
+"""

@@ -9,29 +9,14 @@ from typing import Any
 from gateway import __version__
 from gateway.clock import utc_iso
 from gateway.events import Event
-from gateway.state import CameraStatus
+from gateway.state import CameraStatus, camera_state
 from gateway.storage.store import StorageUsage
 
-__all__ = ["STALLED_AFTER", "camera_payload", "event_payload", "significant", "state_payload"]
-
-STALLED_AFTER = 2.0
-"""Seconds without a frame after which a connected camera counts as ``stalled``."""
+__all__ = ["camera_payload", "event_payload", "significant", "state_payload"]
 
 
 def _iso(timestamp: float | None) -> str | None:
     return utc_iso(timestamp) if timestamp is not None else None
-
-
-def camera_state(status: CameraStatus, now: float) -> str:
-    """``online``, ``offline``, ``stalled``, ``error`` or ``disabled``."""
-    if status.state == "online":
-        last = status.last_frame
-        if last is not None and now - last > STALLED_AFTER:
-            return "stalled"
-        return "online"
-    if status.state in ("error", "disabled"):
-        return status.state
-    return "offline"
 
 
 def camera_payload(status: CameraStatus) -> dict[str, Any]:

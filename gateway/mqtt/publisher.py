@@ -35,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.config.mqtt import MqttConfig
 from gateway.events import EventQueue
 from gateway.mqtt.payloads import camera_payload, event_payload, significant, state_payload
+from gateway.ratelimit import RateLimitedLog
 from gateway.state import CameraStatus
 from gateway.storage.store import StorageUsage
 
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 _PROTOCOL_REFUSED = {1, 132}
 """CONNACK codes for "unsupported protocol version" (MQTT 3.1.1 and 5)."""
 _AUTH_REFUSED = {4, 5, 134, 135}
+_dropped = RateLimitedLog(log, "MQTT: %d more commands dropped in the last minute (queue full)")
+_failed = RateLimitedLog(
+    log, "MQTT: %d more commands failed in the last minute", level=logging.ERROR
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +207,7 @@ class MqttPublisher:
             try:
                 self._commands.put_nowait((tail[1], bytes(message.payload)))
             except queue.Full:
-                log.warning("MQTT: too many commands waiting; one for %s dropped", tail[1])
+                _dropped.log("MQTT: too many commands waiting; one for %s dropped", tail[1])
 
     def _problem(self, text: str) -> None:
         if text != self._last_problem:
@@ -221,7 +226,7 @@ class MqttPublisher:
                 try:
                     self._on_command(camera_id, payload)
                 except Exception:
-                    log.exception("MQTT: command for camera %s failed", camera_id)
+                    _failed.log("MQTT: command for camera %s failed", camera_id, exc_info=True)
             if self.connected:
                 self._publish_status()
                 self._publish_events()

@@ -4,6 +4,11 @@ A segment starts on a keyframe and is cut at the first keyframe after ``segment_
 end of a camera session, and when the system clock is stepped (so file names stay true). Storage
 errors (disk full, read-only, vanished) stop this camera's recording with a clear error; what was
 already written is kept, and recording resumes by itself once the storage takes data again.
+
+A camera cannot make one segment eat the others' share of the quota: a segment is cut at the
+first keyframe past :attr:`SegmentStore.segment_max_bytes`, and cut outright past twice that size,
+or past :func:`time_bound`, if no keyframe comes (flagged ``no_keyframe``); its packets are then
+dropped until the camera sends a keyframe again.
 """
 
 from __future__ import annotations
@@ -11,21 +16,58 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from pathlib import Path
+from typing import Protocol
 
 import av
 
 from gateway.backoff import Backoff
 from gateway.clock import ClockWatch, wall_at
-from gateway.events import EventBus
+from gateway.events import EventSink
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
-from gateway.recorder.segment import SegmentWriter
+from gateway.recorder.segment import SegmentInfo, SegmentWriter, UnsafePathError
 from gateway.state import RecorderStatus
-from gateway.storage.store import Storage, StorageError
+from gateway.storage.errors import StorageError
+from gateway.units import format_duration, format_size
 
-__all__ = ["Recorder"]
+__all__ = ["NO_KEYFRAME", "Recorder", "SegmentStore", "time_bound"]
 
 log = logging.getLogger(__name__)
+
+NO_KEYFRAME = "no_keyframe"
+
+
+def time_bound(segment_duration: float) -> float:
+    """Seconds a segment may run without a keyframe to cut it at: twice the target, and at
+    least 10 s more (a camera's GOP of up to 10 s still cuts normally)."""
+    return max(2 * segment_duration, segment_duration + 10.0)
+
+
+class SegmentStore(Protocol):
+    """What the recorder needs from the storage: the daemon's :class:`Storage`, or in a camera
+    worker, the channel to it."""
+
+    @property
+    def segment_max_bytes(self) -> int:
+        """A segment is cut at the first keyframe past this size (twice it, without one)."""
+        ...
+
+    def new_segment(self, camera: str, start: float) -> Path:
+        """Path of a new ``.part``; raises StorageError if the storage cannot take one now."""
+        ...
+
+    def opened(self, camera: str, path: Path, expected: int) -> None: ...
+
+    def writing(self, camera: str, size: int) -> None: ...
+
+    def closed(self, camera: str) -> None: ...
+
+    def finished(self, info: SegmentInfo) -> None: ...
+
+    def salvage(self, part: Path) -> None: ...
+
+    def request_retention(self) -> None: ...
 
 
 class Recorder:
@@ -36,11 +78,11 @@ class Recorder:
     def __init__(
         self,
         camera_id: str,
-        storage: Storage,
+        storage: SegmentStore,
         *,
         segment_duration: float,
         status: RecorderStatus,
-        events: EventBus | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._events = events
@@ -76,10 +118,12 @@ class Recorder:
         elif keyframe and self._should_cut(packet):
             self._close(None)
             self._open(packet)
+        elif not keyframe and self._past_bound(self._writer, packet):
+            self._cut_without_keyframe(self._writer, packet)
         writer = self._writer
         if writer is None:
             if self._status.error is not None:
-                self._status.skipped_packets += 1  # lost to the storage failure
+                self._status.skipped_packets += 1  # lost to the storage failure or the wait
             return
         try:
             writer.write(packet)
@@ -119,6 +163,8 @@ class Recorder:
         slack = packet.duration * packet.scale / 2
         if packet.seconds - self._segment_base + slack >= self._segment_duration:
             return True
+        if self._writer is not None and self._writer.bytes >= self._storage.segment_max_bytes:
+            return True
         step = self._clock.step()
         if step:
             log.warning(
@@ -128,6 +174,27 @@ class Recorder:
             )
             return True
         return False
+
+    def _past_bound(self, writer: SegmentWriter, packet: Packet) -> bool:
+        if writer.bytes > 2 * self._storage.segment_max_bytes:
+            return True
+        return packet.seconds - self._segment_base > time_bound(self._segment_duration)
+
+    def _cut_without_keyframe(self, writer: SegmentWriter, packet: Packet) -> None:
+        """Close a segment that outgrew its bounds with no keyframe to cut it at; drop the
+        camera's packets until it sends one (a new segment can only start on a keyframe)."""
+        length = packet.seconds - self._segment_base
+        reason = (
+            f"no keyframe from the camera after {format_duration(length)} and "
+            f"{format_size(writer.bytes)}: segment cut, recording resumes at the next keyframe"
+        )
+        self._close(None, flags=frozenset({NO_KEYFRAME}))
+        self._status.no_keyframe_cuts += 1
+        if self._status.error is None:
+            log.error("camera %s: %s", self.camera_id, reason)
+            if self._events is not None:
+                self._events.emit("recording_stopped", camera=self.camera_id, reason=reason)
+        self._status.error = reason
 
     def _open(self, packet: Packet) -> None:
         start = wall_at(packet.received)
@@ -146,7 +213,7 @@ class Recorder:
                     track.codec,
                 )
         self._writer = writer
-        self._storage.opened(self.camera_id, self._expected_size)
+        self._storage.opened(self.camera_id, path, self._expected_size)
         self._segment_base = packet.seconds
         self._clock.step()
         # While retrying after an error, a segment only counts once media has reached the disk.
@@ -166,21 +233,21 @@ class Recorder:
         if self._events is not None:
             self._events.emit("recording_resumed", camera=self.camera_id)
 
-    def _close(self, reason: str | None) -> None:
+    def _close(self, reason: str | None, *, flags: frozenset[str] = frozenset()) -> None:
         writer, self._writer = self._writer, None
         if writer is None:
             return
         self._status.recording = False
         self._status.current_segment = None
         try:
-            info = writer.close()
+            info = writer.close(flags)
         except (OSError, av.error.FFmpegError) as exc:
             self._writer = writer
             self._fail(exc)
             return
         self._status.segments += 1
         self._status.bytes_written += info.bytes
-        if self._status.error is not None:
+        if self._status.error is not None and not flags:
             self._recovered()
         duration = info.end - info.start
         if duration >= self._segment_duration / 2:
@@ -219,6 +286,8 @@ class Recorder:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, StorageError):
         return exc.reason
+    if isinstance(exc, UnsafePathError):
+        return exc.strerror or "unsafe storage path"
     code = getattr(exc, "errno", None)
     if code == errno.ENOSPC:
         return "disk full"

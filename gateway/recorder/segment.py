@@ -5,14 +5,23 @@ written, and it is ``fdatasync``-ed when it has grown and :data:`SYNC_SECONDS` h
 about twice a second. A crash or power cut loses less than one second of video (the fragment
 being built, and the packets the recorder had not taken yet); everything before the last
 complete fragment plays. The file carries the ``.part`` suffix until closed.
+
+The file is written so that a failing disk can never produce a bad segment that looks good:
+every write loops until the muxer's bytes are all on the file or the OS refuses with an error
+(a short write count is never handed back to FFmpeg, which would ignore it), and that error cuts
+the segment at its last whole fragment. The camera and day folders are opened without following
+symbolic links, and the file is created through their descriptors, so a link swapped into the
+storage tree is refused rather than written through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -20,9 +29,19 @@ from av.container import OutputContainer
 
 from gateway.media.packet import Packet, Track
 from gateway.media.remux import Remuxer
+from gateway.recorder.info import SegmentInfo
 from gateway.storage.naming import final_path
 
-__all__ = ["FRAGMENT_SECONDS", "SYNC_SECONDS", "SegmentInfo", "SegmentWriter", "fsync_dir"]
+__all__ = [
+    "FRAGMENT_SECONDS",
+    "SYNC_SECONDS",
+    "FullWriter",
+    "SegmentInfo",
+    "SegmentWriter",
+    "UnsafePathError",
+    "fsync_dir",
+    "open_segment_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +56,84 @@ _MUXER_OPTIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """A finished segment, as the index stores it."""
+class UnsafePathError(OSError):
+    """A folder of the storage tree is a symbolic link (or not a folder): not written through."""
 
-    camera: str
-    path: Path
-    start: float
-    end: float
-    bytes: int
-    frames: int
-    codec: str
-    width: int
-    height: int
-    has_audio: bool
+
+def open_segment_dir(part: Path) -> int:
+    """Open (creating them) the camera and day folders of ``part`` without following links.
+
+    ``part`` is ``<root>/<camera>/<day>/<file>``; the root itself may be a link (a mount point
+    an administrator chose), the folders under it may not. Returns a descriptor of the day
+    folder, which the caller closes.
+    """
+    day, camera, root = part.parent, part.parent.parent, part.parent.parent.parent
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name, shown in ((camera.name, camera), (day.name, day)):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o750, dir_fd=fd)
+            try:
+                child = os.open(
+                    name,
+                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    dir_fd=fd,
+                )
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafePathError(
+                        exc.errno, f"{shown} is a symbolic link or not a folder: not writing there"
+                    ) from None
+                raise
+            if name == day.name:
+                os.fsync(fd)  # the camera folder's entry for a new day folder
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class FullWriter(io.RawIOBase):
+    """A file the muxer writes through: each write is complete or raises the OS error.
+
+    ``os.write`` may take fewer bytes than given (a disk filling up); FFmpeg ignores a short
+    count from a custom writer, so the bytes would silently be missing from the segment.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])  # raises OSError (ENOSPC, EIO, ...)
+        return done
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
 
 
 def fsync_dir(path: Path) -> None:
@@ -80,10 +163,20 @@ class SegmentWriter:
         self.durable_seconds = 0.0
         """Media known to be on disk (as of the last successful sync)."""
         self._video = next((t for t in tracks if t.kind == "video"), None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("xb", buffering=0)
+        self._dir = open_segment_dir(path)
         try:
-            fsync_dir(path.parent)
+            fd = os.open(
+                path.name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o640,
+                dir_fd=self._dir,
+            )
+        except BaseException:
+            os.close(self._dir)
+            raise
+        self._file = FullWriter(fd)
+        try:
+            os.fsync(self._dir)
             self._container: OutputContainer = av.open(
                 self._file, "w", format="mp4", options=_MUXER_OPTIONS
             )
@@ -92,7 +185,9 @@ class SegmentWriter:
             self._remux = Remuxer(self._container, tracks, hevc_tag="hvc1")
         except BaseException:
             self._file.close()
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(path.name, dir_fd=self._dir)
+            os.close(self._dir)
             raise
 
     @property
@@ -130,16 +225,17 @@ class SegmentWriter:
             self._synced_bytes = size
             self.durable_seconds = duration
 
-    def close(self) -> SegmentInfo:
+    def close(self, flags: frozenset[str] = frozenset()) -> SegmentInfo:
         """Write the trailer, sync, and rename to the final name."""
         self._container.close()
         os.fsync(self._file.fileno())
         size = self._file.tell()
         self._file.close()
         final = final_path(self.path)
-        os.replace(self.path, final)
-        fsync_dir(final.parent)
-        return self._info(final, size)
+        os.replace(self.path.name, final.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        os.fsync(self._dir)
+        os.close(self._dir)
+        return self._info(final, size, flags)
 
     def abort(self) -> None:
         """Give up after an error: close without the trailer; the caller repairs the file."""
@@ -151,8 +247,10 @@ class SegmentWriter:
             self._file.close()
         except OSError as exc:
             log.debug("camera %s: close failed: %s", self.camera_id, exc)
+        with contextlib.suppress(OSError):
+            os.close(self._dir)
 
-    def _info(self, path: Path, size: int) -> SegmentInfo:
+    def _info(self, path: Path, size: int, flags: frozenset[str]) -> SegmentInfo:
         video = self._video
         return SegmentInfo(
             camera=self.camera_id,
@@ -165,4 +263,5 @@ class SegmentWriter:
             width=video.width if video else 0,
             height=video.height if video else 0,
             has_audio=any(t.kind == "audio" for t in self._remux.tracks),
+            flags=flags,
         )

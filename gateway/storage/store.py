@@ -7,6 +7,7 @@ when a disk goes away: recording then stops with a clear error instead of fillin
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -14,14 +15,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.events import EventBus
-from gateway.recorder.segment import SegmentInfo
-from gateway.storage.index import Index, IndexedSegment
+from gateway.recorder.info import SegmentInfo
+from gateway.storage.errors import StorageError
+from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, set_aside
 from gateway.storage.naming import segment_path
+from gateway.storage.quarantine import Quarantine, audit_journal
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
 from gateway.storage.retention import Eviction, RetentionPolicy, enforce, free_bytes
 
@@ -33,14 +37,9 @@ INDEX_NAME = "index.sqlite3"
 LOCK_NAME = ".lock"
 MARKER_NAME = ".camera-gateway-storage"
 RETENTION_INTERVAL = 1.0
-
-
-class StorageError(Exception):
-    """The storage cannot take a new segment now; ``reason`` says why in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+STUCK_AFTER = 5.0
+"""Seconds inside one disk operation after which the storage counts as not answering (a dying
+SD card, a hung mount): reported as a storage error, while live forwarding goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,26 +52,47 @@ class StorageUsage:
     oldest: float | None
     evictions: dict[str, int]
     error: str | None
+    quarantined: int = 0
+    """Files moved to the quarantine since the daemon started."""
 
 
 class Storage:
     """Opened once by the daemon; shared by every camera's recorder."""
 
     def __init__(
-        self, root: Path, policy: RetentionPolicy, *, events: EventBus | None = None
+        self,
+        root: Path,
+        policy: RetentionPolicy,
+        *,
+        events: EventBus | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self.root = root
         self._events = events
         self.policy = policy
         self.index = Index(root / INDEX_NAME)
+        self._journal = audit_journal(journal_dir) if journal_dir is not None else None
+        self.quarantine = Quarantine(root, self.index, self._journal)
+        self._index_id: tuple[int, int] | None = None
+        """(device, inode) of the index file we opened: a deleted or replaced one is noticed."""
+        self._rebuild_due = False
         self.evictions: Counter[str] = Counter()
         self._writing: dict[str, tuple[int, int]] = {}
         """Per camera: (bytes written so far, expected size) of the segment being written."""
+        self._open_parts: dict[str, Path] = {}
+        """Per camera: the ``.part`` file being written (salvaged if its writer dies)."""
+        self.recorded_cameras = 1
+        """How many cameras share the quota (sets each one's largest segment)."""
         self._lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._unindexed: list[IndexedSegment] = []
         self._unsalvaged: list[Path] = []
         self._wake = threading.Event()
+        self._jobs: deque[Callable[[], None]] = deque()
+        """Work handed over by the camera supervision loop (indexing, salvage), which must never
+        wait on the disk itself."""
+        self._busy_since: float | None = None
+        self._last_error_log = 0.0
         self._stop = threading.Event()
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
@@ -94,7 +114,14 @@ class Storage:
             if self._lock_fd is None:
                 self._take_lock()
             (self.root / MARKER_NAME).touch()
-            report = reconcile(self.root, self.index)
+            report = reconcile(self.root, self.index, quarantine=self.quarantine)
+        except IndexCorrupt as exc:
+            self._replace_index(f"damaged ({exc.reason})")
+            self._ready = True
+            self._error = None
+            self._refresh()
+            self._wake.set()
+            return RecoveryReport()
         except (OSError, sqlite3.Error) as exc:
             reason = f"cannot use storage {self.root}: {_os_reason(exc)}"
             if reason != self._error:
@@ -104,10 +131,53 @@ class Storage:
             return None
         self._ready = True
         self._error = None
+        self._index_id = _file_id(self.index.path)
         log.info("storage %s ready: %s", self.root, report.summary())
         self._refresh()
         self._wake.set()  # retention runs at once
         return report
+
+    def _replace_index(self, why: str) -> None:
+        """Set a damaged or vanished index aside and start a new one, rebuilt from the files on
+        the storage thread while recording goes on (retention waits for the rebuild)."""
+        path = self.index.path
+        self.index.close()
+        aside: Path | None = None
+        if path.exists():
+            try:
+                aside = set_aside(path)
+            except OSError as exc:
+                log.error("index %s is %s and cannot be set aside: %s", path, why, exc)
+        self.index = Index(path)
+        self.quarantine.index = self.index
+        self._rebuild_due = True
+        log.error(
+            "index %s is %s%s; rebuilding it from the segment files while recording goes on",
+            path,
+            why,
+            f" (kept as {aside.name})" if aside is not None else "",
+        )
+        if self._events is not None:
+            self._events.emit("storage_error", reason=f"index {why}; rebuilding it")
+
+    def _rebuild(self) -> None:
+        started = time.monotonic()
+        report = reconcile(self.root, self.index, quarantine=self.quarantine)
+        self._rebuild_due = False
+        self._index_id = _file_id(self.index.path)
+        log.info(
+            "index rebuilt from the files in %.1f s: %s",
+            time.monotonic() - started,
+            report.summary(),
+        )
+
+    def _check_index(self) -> None:
+        """An index deleted or replaced under the running daemon is noticed and rebuilt."""
+        if self._rebuild_due or self._index_id is None:
+            return
+        current = _file_id(self.index.path)
+        if current != self._index_id:
+            self._replace_index("gone (deleted or replaced while running)")
 
     @property
     def alive(self) -> bool:
@@ -158,6 +228,15 @@ class Storage:
             path = segment_path(self.root, camera, start)
         return path
 
+    def refusal(self) -> str | None:
+        """Why a new segment would be refused now (None: it would not)."""
+        if not self._ready:
+            return self._error or f"storage {self.root} is not ready"
+        usage = self._usage
+        if usage.free is not None and usage.free < self.policy.min_free and not usage.segments:
+            return "free space below storage.min_free and no recording left to evict"
+        return None
+
     def check(self) -> None:
         """Raise StorageError if the root has vanished or is a different, unprepared folder."""
         if not self._ready:
@@ -181,15 +260,29 @@ class Storage:
             "not recording onto the system disk"
         )
 
-    def opened(self, camera: str, expected: int) -> None:
-        """A camera started a segment expected to grow to ``expected`` bytes.
+    @property
+    def segment_max_bytes(self) -> int:
+        """A quarter of a camera's fair share of the quota (between 1 MiB and 4 GiB): the
+        largest segment a camera may write before it is cut, so that a camera whose segment
+        never ends (no keyframe) cannot take more than its share with one file."""
+        share = self.policy.quota // max(1, self.recorded_cameras)
+        return min(4 * 1024**3, max(1024**2, share // 4))
+
+    def opened(self, camera: str, path: Path, expected: int) -> None:
+        """A camera started the segment ``path``, expected to grow to ``expected`` bytes.
 
         Retention makes room for the expected size at once, so that the total stays within the
         quota while the segment grows, rather than catching up after it was written.
         """
         with self._lock:
             self._writing[camera] = (0, expected)
+            self._open_parts[camera] = path
         self._wake.set()
+
+    def open_part(self, camera: str) -> Path | None:
+        """The ``.part`` the camera is writing, if any."""
+        with self._lock:
+            return self._open_parts.get(camera)
 
     def writing(self, camera: str, size: int) -> None:
         """Report the size of the segment a camera is writing."""
@@ -201,6 +294,7 @@ class Storage:
         """The camera's segment is finished (and indexed) or abandoned."""
         with self._lock:
             self._writing.pop(camera, None)
+            self._open_parts.pop(camera, None)
 
     def _writing_bytes(self) -> int:
         with self._lock:
@@ -227,7 +321,11 @@ class Storage:
                 parts, self._unsalvaged = self._unsalvaged, []
             for part in parts:
                 try:
-                    row = salvage(self.root, part, quiet=True) if part.exists() else None
+                    row = (
+                        salvage(self.root, part, quarantine=self.quarantine, quiet=True)
+                        if part.exists()
+                        else None
+                    )
                 except OSError:
                     with self._lock:
                         self._unsalvaged.append(part)
@@ -249,15 +347,43 @@ class Storage:
     def request_retention(self) -> None:
         self._wake.set()
 
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the storage thread, soon; for callers that must not block on I/O."""
+        with self._lock:
+            self._jobs.append(job)
+        self._wake.set()
+
+    def stuck_for(self) -> float:
+        """Seconds the storage thread has been inside one piece of work (0 when idle)."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _run_jobs(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            try:
+                job()
+            except Exception:  # one bad file or bug must not stop the storage thread
+                log.exception("storage: a deferred task failed")
+
     # -- retention and usage ---------------------------------------------------------------
 
     @property
     def usage(self) -> StorageUsage:
-        return self._usage
+        """The latest totals; while the storage thread is stuck on the disk, say so."""
+        usage = self._usage
+        stuck = self.stuck_for()
+        if stuck > STUCK_AFTER:
+            usage = dataclasses.replace(usage, error=f"storage not answering for {stuck:.0f} s")
+        return usage
 
     def enforce_now(self) -> list[Eviction]:
-        writing = self._writing_bytes()
-        evicted = enforce(self.index, self.root, self.policy, writing_bytes=writing)
+        with self._lock:
+            writing = {c: max(size, expected) for c, (size, expected) in self._writing.items()}
+        evicted = enforce(self.index, self.root, self.policy, writing=writing)
         for eviction in evicted:
             self.evictions[eviction.reason] += 1
             if self._events is not None:
@@ -273,34 +399,48 @@ class Storage:
         return evicted
 
     def _run(self) -> None:
-        last_error_log = 0.0
         while not self._stop.is_set():
             self._wake.wait(RETENTION_INTERVAL)
             self._wake.clear()
             if self._stop.is_set():
                 break
-            if not self._ready:
-                self.open()
-                continue
+            self._busy_since = time.monotonic()
             try:
-                self.check()
-                self._flush_pending()
-                self.enforce_now()
-                if self._error is not None:
-                    log.info("storage %s is usable again", self.root)
-                    if self._events is not None:
-                        self._events.emit("storage_recovered")
-                self._error = None
-            except (StorageError, OSError, Exception) as exc:
-                reason = exc.reason if isinstance(exc, StorageError) else _os_reason(exc)
-                now = time.monotonic()
-                if reason != self._error or now - last_error_log > 60:
-                    log.error("storage: %s", reason)
-                    last_error_log = now
-                if reason != self._error and self._events is not None:
-                    self._events.emit("storage_error", reason=reason)
-                self._error = reason
-                self._refresh()
+                self._run_jobs()
+                self._turn()
+            finally:
+                self._busy_since = None
+        self._run_jobs()
+
+    def _turn(self) -> None:
+        """Once a second, and when woken: check the root, index what waits, enforce retention."""
+        if not self._ready:
+            self.open()
+            return
+        try:
+            self.check()
+            self._check_index()
+            if self._rebuild_due:
+                self._rebuild()
+            self._flush_pending()
+            self.enforce_now()
+            if self._error is not None:
+                log.info("storage %s is usable again", self.root)
+                if self._events is not None:
+                    self._events.emit("storage_recovered")
+            self._error = None
+        except IndexCorrupt as exc:
+            self._replace_index(f"damaged ({exc.reason})")
+        except Exception as exc:  # StorageError, OSError, sqlite3.Error: reported, retried
+            reason = exc.reason if isinstance(exc, StorageError) else _os_reason(exc)
+            now = time.monotonic()
+            if reason != self._error or now - self._last_error_log > 60:
+                log.error("storage: %s", reason)
+                self._last_error_log = now
+            if reason != self._error and self._events is not None:
+                self._events.emit("storage_error", reason=reason)
+            self._error = reason
+            self._refresh()
 
     def _refresh(self) -> None:
         try:
@@ -320,6 +460,7 @@ class Storage:
             oldest=oldest,
             evictions=dict(self.evictions),
             error=self._error,
+            quarantined=self.quarantine.count,
         )
 
     def _row(self, info: SegmentInfo) -> IndexedSegment:
@@ -334,7 +475,16 @@ class Storage:
             width=info.width,
             height=info.height,
             has_audio=info.has_audio,
+            flags=info.flags,
         )
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _final_exists(part: Path) -> bool:

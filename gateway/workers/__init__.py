@@ -1,0 +1,16 @@
+"""Camera workers: each camera runs in its own process, under the daemon's supervision.
+
+Parsing a camera's stream means running C code we do not own over bytes an attacker may
+control, in reads we cannot cancel. So each camera's whole packet path (pull, timestamp
+repair, fan-out, recorder, forward) runs in a worker process of its own, forked by a fork
+server that did the heavy imports once. The daemon's main process, the supervisor, keeps the
+control plane: configuration and reloads, the index, retention, the forward policy and journal,
+MQTT, metrics, the control socket and systemd. A worker that stops making progress, or grows
+past its memory cap, is killed and restarted with backoff; the other cameras never notice.
+
+- :mod:`~gateway.workers.channel`: the message channel between a worker and its supervisor;
+- :mod:`~gateway.workers.messages`: what they say to each other;
+- :mod:`~gateway.workers.forkserver`: the fork server, and the supervisor's client of it;
+- :mod:`~gateway.workers.process`: the worker process itself;
+- :mod:`~gateway.workers.supervisor`: watching, restarting and mirroring the workers.
+"""
