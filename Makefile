@@ -21,9 +21,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-# pytest exits 5 when it collects nothing: that is a broken suite, never a pass.
+# pytest exits 5 when it collects nothing: that is a broken suite, never a pass. Two workers:
+# the tests mostly wait on real time (cameras, segments, timeouts); by file, so that the tests
+# sharing a network namespace or a test address never run at once.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 pytest: $(VENV)/.installed
-	@CAMERA_GATEWAY_STRICT=1 $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@CAMERA_GATEWAY_STRICT=1 $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 system-demo:

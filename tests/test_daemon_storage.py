@@ -86,3 +86,27 @@ def test_files_are_private_to_the_group_whatever_the_umask(tmp_path: Path) -> No
     for path in created:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o007 == 0, f"{path.relative_to(root)} is {oct(mode)}: readable by others"
+
+
+def test_a_camera_folder_replaced_by_a_link_is_never_written_through(
+    tmp_path: Path, gateway
+) -> None:
+    config = write_config(
+        tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")], storage={"segment_duration": "1s"}
+    )
+    gw = gateway(config)
+    wait_until(lambda: len(gw.segments("hall")) >= 1, 20, "recording")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "rec" / "hall"
+    folder.rename(tmp_path / "hall-moved")
+    folder.symlink_to(outside)
+    status = wait_until(
+        lambda: "symbolic link" in ((s := gw.status()["hall"])["recording_error"] or "") and s,
+        10,
+        "the link refused",
+    )
+    assert status["recording"] is False
+    time.sleep(2)
+    assert list(outside.rglob("*")) == [], "nothing is written through the link"
+    assert gw.stop() == 0

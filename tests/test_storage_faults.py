@@ -204,7 +204,7 @@ def test_a_disk_filling_up_under_the_cameras_never_leaves_a_bad_segment_indexed(
     """Retention frees space while the cameras fill a small disk: writes run out of space in
     the middle of a fragment, again and again. Every segment kept, and every segment indexed,
     decodes without a single error in ffmpeg's decoder."""
-    with tmpfs(tmp_path / "disk", "6m") as root:
+    with tmpfs(tmp_path / "disk", "1500k") as root:
         config = write_config(
             tmp_path / "gw.yaml",
             root,
@@ -215,7 +215,7 @@ def test_a_disk_filling_up_under_the_cameras_never_leaves_a_bad_segment_indexed(
                 }
                 for i in range(3)
             ],
-            storage={"quota": "1GiB", "min_free": "100KB", "segment_duration": "4s"},
+            storage={"quota": "1GiB", "min_free": "30KB", "segment_duration": "4s"},
         )
         gw = gateway(config)
         wait_until(lambda: "disk full" in gw.log, 40, "the disk to fill")
