@@ -11,8 +11,10 @@ from __future__ import annotations
 import array
 import contextlib
 import os
+import select
 import socket
 import threading
+import time
 
 __all__ = [
     "MAX_MESSAGE",
@@ -24,12 +26,13 @@ __all__ = [
     "send_fds",
 ]
 
-MAX_MESSAGE = 256 * 1024
-"""Largest message either side accepts. Status reports are ~1 KB; a worker that sends more is
+MAX_MESSAGE = 64 * 1024
+"""Largest message either side accepts (and below the socket's default buffer, so that a
+sequenced packet always fits). Status reports are about 1 KB; a worker that sends more is
 broken or hostile, and is treated as such."""
 SEND_TIMEOUT = 5.0
-"""Longest a send may wait for the peer to read: the supervisor reads every worker at once, so
-waiting longer means it is wedged (a worker) or the worker is (the supervisor)."""
+"""Default longest wait for the peer to make room. A message that cannot go in that time is
+not sent (the caller is told): a busy peer is never mistaken for a dead one."""
 
 
 class ChannelError(Exception):
@@ -41,12 +44,14 @@ class ChannelClosedError(ChannelError):
 
 
 class Channel:
-    """One end of a worker channel. Owns its socket."""
+    """One end of a worker channel. Owns its socket, which is non-blocking: each call waits on
+    its own deadline (a socket timeout would be shared between the sending and receiving
+    threads)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._send_lock = threading.Lock()
-        sock.settimeout(SEND_TIMEOUT)
+        sock.setblocking(False)
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -55,28 +60,36 @@ class Channel:
     def socket(self) -> socket.socket:
         return self._sock
 
-    def send(self, data: bytes) -> None:
-        """Send one message; raise :class:`ChannelClosedError` if the peer is gone or does not read
-        within :data:`SEND_TIMEOUT`."""
+    def send(self, data: bytes, timeout: float = SEND_TIMEOUT) -> bool:
+        """Send one message whole; False if the peer made no room within ``timeout`` (0: do not
+        wait). Raises :class:`ChannelClosedError` if the peer is gone."""
         if len(data) > MAX_MESSAGE:
             raise ChannelError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+        deadline = time.monotonic() + timeout
         with self._send_lock:
-            try:
-                self._sock.sendall(data)
-            except (OSError, ValueError) as exc:
-                raise ChannelClosedError(f"peer gone ({type(exc).__name__})") from None
+            while True:
+                try:
+                    self._sock.send(data)
+                    return True
+                except BlockingIOError:
+                    pass
+                except (OSError, ValueError) as exc:
+                    raise ChannelClosedError(f"peer gone ({type(exc).__name__})") from None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                _wait(self._sock, select.POLLOUT, remaining)
 
     def recv(self, timeout: float | None) -> bytes | None:
         """The next message, or None if none came within ``timeout`` (0: do not wait)."""
-        self._sock.settimeout(timeout)
+        if timeout != 0 and not _wait(self._sock, select.POLLIN, timeout):
+            return None
         try:
             data, _, flags, _ = self._sock.recvmsg(MAX_MESSAGE + 1)
-        except (TimeoutError, BlockingIOError):
+        except BlockingIOError:
             return None
         except OSError as exc:
             raise ChannelClosedError(f"peer gone ({exc.strerror or type(exc).__name__})") from None
-        finally:
-            self._sock.settimeout(SEND_TIMEOUT)
         if not data:
             raise ChannelClosedError("peer closed the channel")
         if flags & socket.MSG_TRUNC or len(data) > MAX_MESSAGE:
@@ -85,6 +98,13 @@ class Channel:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _wait(sock: socket.socket, event: int, timeout: float | None) -> bool:
+    """Wait until ``sock`` is ready for ``event`` (or hung up); False on timeout."""
+    poller = select.poll()
+    poller.register(sock, event)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:

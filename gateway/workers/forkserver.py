@@ -41,6 +41,10 @@ _PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 """Seconds allowed for the fork server's imports (PyAV and FFmpeg take ~1 s on the box)."""
 SPAWN_TIMEOUT = 10.0
+WORKER_NICE = 10
+"""Scheduling niceness of the fork server and its workers. The supervisor, at 0, then keeps
+CPU when the box is overloaded (80 busy workers would otherwise leave it a 1/81 share, and its
+stall would look like every worker's silence); with no overload, niceness changes nothing."""
 
 
 class ForkServerError(Exception):
@@ -349,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.verbose, site=args.site)
     name_process("cgw-forkserver")
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)  # inherited by every worker
     import gc
 
     import gateway.workers.process  # noqa: F401  (the heavy imports, done once)

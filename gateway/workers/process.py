@@ -23,6 +23,7 @@ from gateway.cameras import CameraRuntime
 from gateway.config import CameraConfig
 from gateway.forward.publisher import PushUrl
 from gateway.media.ffmpeg import limit_allocations
+from gateway.ratelimit import RateLimitedLog
 from gateway.redact import register_secret
 from gateway.threads import name_process
 from gateway.units import format_size
@@ -48,10 +49,14 @@ from gateway.workers.storage import WorkerStorage
 __all__ = ["REPORT_EVERY", "STOP_BUDGET", "run_worker"]
 
 log = logging.getLogger(__name__)
+_unsent = RateLimitedLog(log, "%d more messages not sent to the supervisor in the last minute")
 
 REPORT_EVERY = 1.0
 """Seconds between status reports; the supervisor counts a worker silent for 5 s as wedged."""
-POLL = 0.2
+POLL = 0.5
+"""Seconds between checks for a significant change to report at once."""
+MESSAGE_WAIT = 30.0
+"""Longest a segment or event message waits for the supervisor to read."""
 STOP_BUDGET = 4.0
 """Seconds a worker gives its recorder to finish the open segment when asked to stop (the
 daemon's whole stop takes at most 5 s)."""
@@ -115,13 +120,29 @@ class CameraProcess:
         self._supervisor_gone = False
 
     def send(self, message: Any) -> None:
+        """Tell the supervisor. A status report does not wait (the next one follows within a
+        second); anything else waits for room as long as a segment takes to matter, and is
+        dropped with a log line if the supervisor still does not read: its file stays on disk
+        and the next start's reconciliation indexes it. Only a closed channel ends the worker."""
         if self._supervisor_gone:
             return
+        report = isinstance(message, Status)
         try:
-            self.channel.send(encode_up(message))
-        except ChannelError:
+            sent = self.channel.send(encode_up(message), 0 if report else MESSAGE_WAIT)
+        except ChannelClosedError:
             self._supervisor_gone = True
             self._stop.set()
+            return
+        except ChannelError as exc:
+            log.error("camera %s: message not sent: %s", self.camera.id, exc)
+            return
+        if not sent and not report:
+            _unsent.log(
+                "camera %s: the supervisor did not read for %.0f s; %s not sent",
+                self.camera.id,
+                MESSAGE_WAIT,
+                type(message).__name__,
+            )
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())

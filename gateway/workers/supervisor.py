@@ -85,8 +85,13 @@ session by itself after at most 4 s; this catches the camera that keeps sending 
 RESTART_INITIAL, RESTART_MAX = 1.0, 30.0
 HEALTHY_FOR = 60.0
 """A worker that ran this long without failing resets its restart backoff."""
-TICK = 0.25
+TICK = 0.5
 MEMORY_EVERY = 1.0
+COMMAND_WAIT = 1.0
+STALL = 2.0
+"""Seconds late the supervision loop itself may come round before it stops judging workers by
+their silence for that turn: under a CPU overload the supervisor is late too, and a worker's
+silence is then the supervisor's own."""
 BATCH = 64
 """Messages read from one worker per turn, so that a chatty worker cannot starve the others."""
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -144,13 +149,14 @@ class _Process:
             signal.pidfd_send_signal(self.pidfd, number)
 
     def send(self, message: object) -> bool:
+        """Send a command, waiting at most :data:`COMMAND_WAIT`: a worker that does not read
+        its channel is caught by the liveness rules, not waited for."""
         if not self.channel_open:
             return False
         try:
-            self.channel.send(pickle.dumps(message))
+            return self.channel.send(pickle.dumps(message), COMMAND_WAIT)
         except ChannelError:
             return False
-        return True
 
 
 class WorkerHandle:
@@ -320,6 +326,7 @@ class Supervisor:
         self._forkserver_retry_at = 0.0
         self.beat = time.monotonic()
         """When the supervision loop last went round (for the daemon's watchdog)."""
+        self._turned = time.monotonic()
         self.on_restart: Callable[[WorkerHandle, str], None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -384,7 +391,9 @@ class Supervisor:
                 time.sleep(TICK)
 
     def _turn(self) -> None:
-        for key, _ in self._selector.select(TICK):
+        events = self._selector.select(TICK)
+        self._excuse_own_stall()
+        for key, _ in events:
             if key.data is None:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 4096):
@@ -403,6 +412,24 @@ class Supervisor:
         for handle in handles:
             self._tend(handle, now, state)
         self._storage_state = state
+        self._turned = time.monotonic()
+
+    def _excuse_own_stall(self) -> None:
+        """When this loop itself came round late (the box overloaded, the supervisor starved of
+        CPU like everyone), the workers' silence over that time is ours, not theirs: it does not
+        count towards their liveness rules."""
+        now = time.monotonic()
+        stall = now - self._turned - TICK
+        if stall <= STALL:
+            return
+        log.warning("camera supervision held up for %.1f s (the box is overloaded?)", stall)
+        with self._lock:
+            handles = list(self.handles.values())
+        for handle in handles:
+            process = handle.process
+            if process is not None:
+                process.last_message = min(now, process.last_message + stall)
+                process.report_at = min(now, process.report_at + stall)
 
     # -- fork server ---------------------------------------------------------------------------
 
