@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes, start_ready
+from common import ROOT, TICKS, free_port, make_clip, start_ready
+from proctree import ProcessTree
 
 
 def _pull_directly(url: str, arrivals: dict[str, int], stop: threading.Event) -> None:
@@ -106,10 +107,11 @@ def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, fl
         if forward:
             reader.start()
         time.sleep(6)
-        g0, t0 = cpu_seconds(gateway.pid), time.monotonic()
+        tree = ProcessTree([gateway.pid])  # the supervisor, its fork server and its workers
+        g0, t0 = tree.cpu_ticks() / TICKS, time.monotonic()
         time.sleep(seconds)
-        g1, t1 = cpu_seconds(gateway.pid), time.monotonic()
-        rss = rss_bytes(gateway.pid)
+        g1, t1 = tree.cpu_ticks() / TICKS, time.monotonic()
+        rss = tree.memory().uss
     finally:
         stop.set()
         if reader.is_alive():
@@ -122,7 +124,7 @@ def run(cameras: int, seconds: float, forward: bool, work: Path) -> dict[str, fl
         centre.wait(10)
     result = {
         "cpu_percent": 100 * (g1 - g0) / (t1 - t0),
-        "rss_mib": rss / 2**20,
+        "uss_mib": rss / 2**20,
     }
     if forward:
         # Every camera replays the same clip: match frames of camera 0 only.
@@ -178,7 +180,7 @@ def main() -> int:
             if k.startswith("added_")
         },
         "matched_frames": forwarding["matched_frames"],
-        "rss_mib": round(forwarding["rss_mib"], 1),
+        "uss_mib": round(forwarding["uss_mib"], 1),
     }
     print(json.dumps(report, indent=2))
     return 0

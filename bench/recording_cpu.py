@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, cpu_seconds, free_port, make_clip, rss_bytes, start_ready
+from common import ROOT, TICKS, cpu_seconds, free_port, make_clip, start_ready
+from proctree import ProcessTree
 
 
 def main() -> int:
@@ -52,7 +53,8 @@ def main() -> int:
     )
     try:
         time.sleep(8)  # connect and settle
-        g0, s0, t0 = cpu_seconds(gateway.pid), cpu_seconds(server.pid), time.monotonic()
+        tree = ProcessTree([gateway.pid])  # the supervisor, its fork server and its workers
+        g0, s0, t0 = tree.cpu_ticks() / TICKS, cpu_seconds(server.pid), time.monotonic()
         if os.environ.get("THREADS"):
             subprocess.run(
                 [sys.executable, os.environ["THREADS"], str(gateway.pid), str(args.seconds)]
@@ -77,8 +79,8 @@ def main() -> int:
             )
         else:
             time.sleep(args.seconds)
-        g1, s1, t1 = cpu_seconds(gateway.pid), cpu_seconds(server.pid), time.monotonic()
-        rss = rss_bytes(gateway.pid)
+        g1, s1, t1 = tree.cpu_ticks() / TICKS, cpu_seconds(server.pid), time.monotonic()
+        rss = tree.memory().uss
     finally:
         gateway.terminate()
         gateway.wait(10)
@@ -92,7 +94,7 @@ def main() -> int:
         "gateway_cpu_percent_of_one_core": round(100 * (g1 - g0) / elapsed, 2),
         "gateway_cpu_percent_per_camera": round(100 * (g1 - g0) / elapsed / args.cameras, 2),
         "camera_server_cpu_percent": round(100 * (s1 - s0) / elapsed, 2),
-        "gateway_rss_mib": round(rss / 2**20, 1),
+        "gateway_uss_mib": round(rss / 2**20, 1),
         "recorded_mib": round(written / 2**20, 1),
     }
     print(json.dumps(result, indent=2))
