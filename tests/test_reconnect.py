@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    CameraServer,
     alive,
     decode_errors,
     descendants,
@@ -42,7 +41,7 @@ def test_camera_killed_and_restarted_gap_is_outage_plus_at_most_2s(
     server.kill()
     gw.wait_log("camera door (rtsp://127.0.0.1", 5)  # offline warning names the camera's URL
     time.sleep(3.0)
-    CameraServer(server.mounts, tmp_path, port=server.port).start()
+    cameras(server.mounts, port=server.port)  # the fixture stops it, whatever happens
     back = time.time()
     outage = back - killed
     gw.wait_log("camera door: online again", 10)
