@@ -76,10 +76,8 @@ class CameraWorker:
         self._auth_backoff = Backoff(initial=5.0, maximum=AUTH_RETRY_MAX)
         self._last_reason: str | None = None
         self._last_remind = 0.0
-        self._blocked_since: float | None = None
         self._opening_since: float | None = None
         self._session_since: float | None = None
-        self._first_picture: float | None = None
         self._max_bitrate = max_bitrate
         """Bits per second (0: no ceiling)."""
         self.first_attempt = threading.Event()
@@ -92,15 +90,6 @@ class CameraWorker:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-    @property
-    def name(self) -> str:
-        return self._thread.name
-
-    def stuck_for(self) -> float:
-        """Seconds the source has been inside one open or read (0 when it is not)."""
-        since = self._blocked_since
-        return 0.0 if since is None else time.monotonic() - since
 
     def progress(self) -> Progress:
         now = time.monotonic()
@@ -120,10 +109,6 @@ class CameraWorker:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         name_native_thread()
@@ -150,11 +135,11 @@ class CameraWorker:
             self._stop.wait(delay)
 
     def _session(self, source: Source) -> None:
-        self._blocked_since = self._opening_since = time.monotonic()
+        self._opening_since = time.monotonic()
         try:
             tracks = source.open()
         finally:
-            self._blocked_since = self._opening_since = None
+            self._opening_since = None
         self.first_attempt.set()
         self._session_since = time.monotonic()
         info = SessionInfo(
@@ -168,9 +153,7 @@ class CameraWorker:
         ceiling = _Ceiling(self._max_bitrate)
         try:
             while not self._stop.is_set():
-                self._blocked_since = time.monotonic()
                 raw = source.read()
-                self._blocked_since = None
                 packet = normalizer.push(raw)
                 if packet is not None:
                     self.status.packet(packet)
@@ -179,7 +162,7 @@ class CameraWorker:
                 if self._backoff.attempts and time.monotonic() - started > 5:
                     self._backoff.reset()  # a session that holds counts as a recovery
         finally:
-            self._blocked_since = self._session_since = None
+            self._session_since = None
             self.status.timestamp_repairs += normalizer.repaired
             self.status.session_ended()
             self.stream.end_session("camera disconnected")

@@ -95,11 +95,6 @@ class CameraRuntime:
 
     # -- forward -------------------------------------------------------------------------------
 
-    @property
-    def forward_session(self) -> str | None:
-        session = self._forward
-        return None if session is None else session.id
-
     def start_forward(self, session_id: str, target: UplinkTarget, queue: float) -> None:
         """Attach a pusher to the camera's (sub)stream; it replays the GOP in progress."""
         if self._forward is not None:

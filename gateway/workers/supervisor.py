@@ -30,7 +30,6 @@ import selectors
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -327,7 +326,6 @@ class Supervisor:
         self.beat = time.monotonic()
         """When the supervision loop last went round (for the daemon's watchdog)."""
         self._turned = time.monotonic()
-        self.on_restart: Callable[[WorkerHandle, str], None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -734,8 +732,6 @@ class Supervisor:
         if was_online:
             self.events.emit("camera_offline", camera=camera, reason=why)
         self.events.emit("camera_worker_restarted", camera=camera, reason=why)
-        if self.on_restart is not None:
-            self.on_restart(handle, why)
 
     def _salvage(self, part: Path) -> None:
         if part.exists():
