@@ -166,6 +166,12 @@ class CameraProcess:
             if now >= next_report or significant != last:
                 self.send(self.report())
                 next_report, last = now + REPORT_EVERY, significant
+        if self._supervisor_gone:
+            # The supervisor died (a crash, a SIGKILL): end at once, as the SIGKILL its death
+            # sends us would. The segment being written stays a .part, which the next start
+            # repairs; finishing it here would race with that start.
+            log.warning("camera %s: the supervisor has gone; worker ending", self.camera.id)
+            return 1
         self.runtime.stop(timeout=STOP_BUDGET)
         self.send(self.report())
         self.send(Stopped())
