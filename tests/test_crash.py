@@ -29,7 +29,16 @@ def test_sigkill_loses_at_most_one_second_and_every_segment_plays(
     gw = gateway(config)
     gw.wait_log("camera cam-b: online", 15)
     wait_until(lambda: len(gw.segments("cam-a")) >= 1, 15, "a finished segment")
-    time.sleep(2.5)  # well inside the second segment
+    # Both cameras well inside a segment, with fragments on disk (however loaded the machine).
+    wait_until(
+        lambda: (
+            {p.parent.parent.name for p in gw.segments(partial=True) if p.stat().st_size > 60_000}
+            == {"cam-a", "cam-b"}
+        ),
+        15,
+        "both cameras a second into a segment",
+    )
+    time.sleep(0.6)
     killed = time.time()
     gw.kill()
     interrupted = gw.segments(partial=True)
