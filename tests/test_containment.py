@@ -260,11 +260,11 @@ def test_a_camera_over_its_bitrate_ceiling_is_cut_and_retried_slowly(
 def test_a_worker_past_its_memory_cap_fails_alone(
     tmp_path: Path, cameras, hostile, gateway
 ) -> None:
-    """Fragments that never end, as fast as loopback takes them, against a 128 MiB cap: the
+    """Fragments that never end at 30 MB/s, against a 128 MiB cap: the
     worker's memory never passes the cap (FFmpeg's allocations are capped, the worker's data
     too, and the supervisor kills it past the cap), and the good camera goes on."""
     good = cameras(["/a:fps=25:gop=25"])
-    bad = hostile("fua-endless", rate=0, good_first=2.0)
+    bad = hostile("fua-endless", rate=30_000_000, good_first=2.0)
     config = write_config(
         tmp_path / "gw.yaml",
         tmp_path / "rec",

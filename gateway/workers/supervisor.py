@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import selectors
 import signal
 import threading
@@ -508,6 +509,8 @@ class Supervisor:
     def _verdict(self, handle: WorkerHandle, process: _Process, now: float) -> str | None:
         """Why the worker must be killed now, or None."""
         silent = now - process.last_message
+        if not process.channel_open and _exited(process.pidfd):
+            return None  # dead already: the fork server's note will say how
         if silent > NOT_RESPONDING or (not process.channel_open and silent > 1.0):
             return f"its worker stopped responding ({silent:.0f} s without a word)"
         report = process.report
@@ -750,6 +753,13 @@ def _picture_age(report: Status, lag: float) -> float | None:
         return None
     age = progress.picture_age if progress.picture_age is not None else progress.connected_for
     return age + lag
+
+
+def _exited(pidfd: int) -> bool:
+    """The process behind ``pidfd`` has ended (a pidfd polls readable then)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _cpu_ticks(pid: int) -> int:
