@@ -213,9 +213,18 @@ class GatewayProcess:
         this process: a CLI process per question would cost more than the question)."""
         from gateway.control import call
 
+        from gateway.control import ControlError
+
         socket_path = Path(yaml.safe_load(self.config.read_text())["control"]["socket"])
-        wait_until(lambda: socket_path.exists() or self._died(), timeout, "the control socket")
-        answer = call(socket_path, {"command": "status"}, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:  # the daemon may be starting: its socket bound, not yet listening
+            try:
+                answer = call(socket_path, {"command": "status"}, timeout=timeout)
+                break
+            except ControlError:
+                if self._died() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         assert answer.get("ok"), answer
         return {camera["id"]: camera for camera in answer["status"]["cameras"]}
 
