@@ -211,9 +211,7 @@ class GatewayProcess:
     def status(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
         """Camera id -> status, asked over the control socket like the command line does (from
         this process: a CLI process per question would cost more than the question)."""
-        from gateway.control import call
-
-        from gateway.control import ControlError
+        from gateway.control import ControlError, call
 
         socket_path = Path(yaml.safe_load(self.config.read_text())["control"]["socket"])
         deadline = time.monotonic() + timeout
