@@ -1,23 +1,32 @@
-"""The audit journal: append-only JSON lines, one file per kind, kept apart from recordings.
+"""The audit journal: one signed, hash-chained journal of every action on the recordings.
 
-Each entry is written with ``O_APPEND`` and synced before the action it records is reported
-done. A forward session that was started but never logged as stopped (the daemon died) is
-closed at the next start with ``stop_reason: "interrupted"``.
+Entries (UTC time, sequence number, previous entry's hash, Ed25519 signature: see
+:mod:`gateway.integrity.journal`) go to ``<audit.path>/audit-YYYY-MM.jsonl``, written only by
+this application, kept for ``audit.retention`` (1 year by default; the CNIL recommends 6 months
+to 1 year for access journals), and synced before the action they record is reported done: an
+action whose entry cannot be written does not happen.
+
+Journals of earlier versions (``forward-sessions.jsonl``, ``storage-quarantine.jsonl``: plain
+JSON lines) are still read, before the signed one; nothing is written to them any more.
+
+A forward session that was started but never logged as stopped (the daemon died) is closed at
+the next start with ``stop_reason: "interrupted"``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.clock import utc_iso
+from gateway.integrity.journal import Head, JournalError, SignedJournal
+from gateway.integrity.keys import Signer
 
-__all__ = ["AuditError", "AuditLog"]
+__all__ = ["AUDIT_NAME", "LEGACY_JOURNALS", "AuditError", "AuditLog"]
+
+AUDIT_NAME = "audit"
+LEGACY_JOURNALS = ("forward-sessions.jsonl", "storage-quarantine.jsonl")
 
 
 class AuditError(Exception):
@@ -25,45 +34,40 @@ class AuditError(Exception):
 
 
 class AuditLog:
-    """One journal file, e.g. ``<audit.path>/forward-sessions.jsonl``."""
+    """The box's audit journal, in ``folder`` (``audit.path``)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
+    def __init__(
+        self, folder: Path, signer: Callable[[], Signer], *, retention: float | None = None
+    ) -> None:
+        self.folder = folder
+        self.journal = SignedJournal(folder, AUDIT_NAME, signer, retention=retention)
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write one entry (with its UTC time) durably; raise :class:`AuditError` if it fails."""
-        entry = {"time": utc_iso(time.time()), "event": event, **fields}
-        line = (json.dumps(entry, ensure_ascii=False, sort_keys=False) + "\n").encode()
-        with self._lock:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-                try:
-                    os.write(fd, line)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise AuditError(f"cannot write {self.path}: {exc.strerror}") from None
-        return entry
+        """Write one entry durably; raise :class:`AuditError` if it fails."""
+        try:
+            return self.journal.append(event, **fields)
+        except JournalError as exc:
+            raise AuditError(exc.reason) from None
+
+    def head(self) -> Head:
+        return self.journal.head()
+
+    @property
+    def key_error(self) -> str | None:
+        """Why the last entry went unsigned, if it did."""
+        return self.journal.last_key_error
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        """Every entry, oldest first (lines that do not parse are skipped); AuditError if the
-        journal exists but cannot be read."""
+        """Every entry, oldest first: the old plain journals, then the signed one (lines that do
+        not parse are skipped); AuditError if a journal exists but cannot be read."""
+        for name in LEGACY_JOURNALS:
+            yield from _legacy(self.folder / name)
         try:
-            with self.path.open(encoding="utf-8") as stream:
-                for line in stream:
-                    try:
-                        value = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(value, dict):
-                        yield value
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise AuditError(f"cannot read {self.path}: {exc.strerror}") from None
+            for _, _, _, entry in self.journal.entries():
+                if entry is not None:
+                    yield entry
+        except JournalError as exc:
+            raise AuditError(exc.reason) from None
 
     def unfinished(self, start_event: str, stop_event: str) -> list[dict[str, Any]]:
         """Start entries with no stop entry of the same ``session``."""
@@ -77,3 +81,19 @@ class AuditLog:
             elif entry.get("event") == stop_event:
                 open_sessions.pop(session, None)
         return list(open_sessions.values())
+
+
+def _legacy(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for line in stream:
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise AuditError(f"cannot read {path}: {exc.strerror}") from None

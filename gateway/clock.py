@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 
 from gateway.libc import libc as load_libc
 
-__all__ = ["STEP_THRESHOLD", "ClockWatch", "clock_synchronized", "utc_iso", "wall_at"]
+__all__ = [
+    "STEP_THRESHOLD",
+    "ClockWatch",
+    "clock_synchronized",
+    "parse_moment",
+    "utc_iso",
+    "wall_at",
+]
 
 STEP_THRESHOLD = 1.0
 """Seconds of disagreement between wall and monotonic clocks that count as a clock step."""
@@ -88,3 +95,27 @@ def clock_synchronized() -> bool | None:
     if state < 0:
         return None
     return bool(state != _TIME_ERROR)
+
+
+def parse_moment(text: str, *, naive_is_utc: bool = False) -> float:
+    """A time given by a user: UTC ISO 8601 (``2026-12-02T10:00:00Z``), local time with an
+    offset (``2026-12-02T11:00:00+01:00``), or a duration ago (``2h``, ``90m``). A time with no
+    zone is UTC if ``naive_is_utc``, else refused (an export must not guess). ValueError names
+    what is wrong."""
+    from gateway.units import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an ISO 8601 time nor a duration such as 2h"
+        ) from None
+    if when.tzinfo is None:
+        if not naive_is_utc:
+            raise ValueError(f"{text!r} has no time zone: add Z (UTC) or an offset such as +01:00")
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

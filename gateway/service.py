@@ -18,7 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway.audit import AuditLog
+from gateway import __version__
+from gateway.audit import AuditError
 from gateway.clock import clock_synchronized
 from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
 from gateway.control import ControlServer, Peer
@@ -26,6 +27,8 @@ from gateway.events import EventBus
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
+from gateway.integrity.box import Integrity, config_digest
+from gateway.integrity.keys import SigningKeyError
 from gateway.memory import trim
 from gateway.metrics import MetricsSnapshot, serve_metrics
 from gateway.mqtt import MqttPublisher
@@ -68,13 +71,16 @@ class Gateway:
         self.config_path = config_path
         self.events = EventBus()
         storage = config.storage
+        self.integrity = Integrity.of(config)
         self.storage = Storage(
             storage.path,
             RetentionPolicy(
                 quota=storage.quota, max_age=storage.max_age, min_free=storage.min_free
             ),
             events=self.events,
-            journal_dir=config.audit.path,
+            audit=self.integrity.audit,
+            sealer=self.integrity.sealer,
+            holds=self.integrity.holds,
         )
         self.workers = Supervisor(
             self.storage,
@@ -97,6 +103,7 @@ class Gateway:
     def start(self, *, metrics: bool = True) -> None:
         self.workers.start()  # first: the fork server is exec'd before any thread exists
         self.storage.recorded_cameras = sum(1 for c in self.config.cameras if c.record)
+        self._journal_start()
         self.storage.open()
         self.storage.start()
         if metrics:
@@ -110,7 +117,7 @@ class Gateway:
             cameras={c: h.camera for c, h in self.cameras.items()},
             statuses={c: h.status.forward for c, h in self.cameras.items()},
             links=dict(self.cameras),
-            audit=AuditLog(self.config.audit.path / "forward-sessions.jsonl"),
+            audit=self.integrity.audit,
             events=self.events,
         )
         self.forwards.start()
@@ -122,6 +129,32 @@ class Gateway:
             len(self.cameras),
             self.storage.root,
         )
+
+    def _journal_start(self) -> None:
+        """Make the signing key at first start; journal the start and the configuration. Neither
+        a broken key nor an unwritable journal stops recording: both are reported."""
+        keys = self.integrity.keys
+        try:
+            signer, created = keys.ensure()
+        except SigningKeyError as exc:
+            log.error("%s: exports and sealing are unavailable until it is fixed", exc.reason)
+        else:
+            log.info("signing key %s (%s)", signer.fingerprint, "created" if created else "loaded")
+            if created:
+                self._journal("key_created", fingerprint=signer.fingerprint)
+        self._journal(
+            "daemon_started",
+            version=__version__,
+            site=self.config.site_id,
+            config_sha256=config_digest(self.config),
+        )
+
+    def _journal(self, event: str, **fields: Any) -> None:
+        """An entry about the daemon itself: a failure is logged, the daemon goes on."""
+        try:
+            self.integrity.audit.append(event, **fields)
+        except AuditError as exc:
+            log.error("audit journal: %s not recorded: %s", event, exc)
 
     def _start_control(self) -> None:
         server = ControlServer(self.config.control.socket, self._control_request)
@@ -197,6 +230,13 @@ class Gateway:
             fields = {k: v for k, v in request.items() if k != "command"}
             fields.setdefault("requested_by", peer.user)
             return self._forward(fields, origin=f"command line, {peer.describe()}")
+        if command == "evidence":
+            # Imported on first use: exports need PyAV, which the supervisor otherwise never
+            # loads (it costs about 30 MiB).
+            from gateway.evidence.desk import EvidenceDesk
+
+            desk = EvidenceDesk(self.config, self.storage.index, self.integrity)
+            return desk.handle(request, via=f"command line, {peer.describe()}")
         return {"ok": False, "message": f"unknown command {excerpt(command)}"}
 
     def _mqtt_command(self, camera_id: str, payload: bytes) -> None:
@@ -286,6 +326,7 @@ class Gateway:
             self.forwards.set_camera(camera_id, camera, handle.status.forward, handle)
             log.info("reload: camera %s %s", camera_id, "changed" if camera_id in old else "added")
         self.config = effective
+        self._journal("config_reloaded", config_sha256=config_digest(effective))
         return True
 
     # -- stop ----------------------------------------------------------------------------------
@@ -304,6 +345,7 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.storage.close()
+        self._journal("daemon_stopped", clean=finished)
         return finished
 
     # -- main loop -----------------------------------------------------------------------------

@@ -235,11 +235,14 @@ class GatewayProcess:
         assert result.returncode == 0, result.stderr
         return dict(json.loads(result.stdout))
 
-    def audit(self) -> list[dict[str, Any]]:
-        path = self.storage / "audit" / "forward-sessions.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
+    def forward_journal(self) -> list[dict[str, Any]]:
+        """The forward sessions' entries of the audit journal."""
+        return [e for e in self.audit() if str(e.get("event", "")).startswith("forward_")]
+
+    def audit(self, *events: str) -> list[dict[str, Any]]:
+        """The audit journal's entries (of these events only, when given)."""
+        entries = audit_entries(self.storage / "audit")
+        return [e for e in entries if not events or e.get("event") in events]
 
     def metrics(self) -> str:
         import urllib.request
@@ -750,3 +753,14 @@ class NotifySocket:
         self._closed.set()
         self._reader.join(1)
         self.sock.close()
+
+
+def audit_entries(folder: Path) -> list[dict[str, Any]]:
+    """Every entry of the audit journal in ``folder``, oldest first (read without a key)."""
+    from gateway.audit import AuditLog
+    from gateway.integrity.keys import SigningKeyError
+
+    def no_key() -> Any:
+        raise SigningKeyError("read only")
+
+    return list(AuditLog(folder, no_key).entries())

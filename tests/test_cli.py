@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,14 @@ def test_since_filter_and_json_shape(tmp_path: Path, gateway) -> None:
     wait_until(lambda: len(gw.segments("hall")) >= 4, 20, "segments")
     assert gw.stop() == 0
     everything = gw.listing()["segments"]
-    recent = gw.listing("--since", "1.5s")["segments"]
+    # "ago" is counted from now: so many seconds before the last segment ended, however long
+    # the stop and the listing took.
+    ago = (
+        time.time()
+        - datetime.fromisoformat(everything[-1]["end"].replace("Z", "+00:00")).timestamp()
+        + 1.5
+    )
+    recent = gw.listing("--since", f"{ago:.3f}s")["segments"]
     assert 0 < len(recent) < len(everything)
     assert set(everything[0]) >= {
         "camera",

@@ -15,7 +15,6 @@ import pydantic
 import pytest
 
 from gateway.config import (
-    AuditConfig,
     CameraConfig,
     Config,
     ConfigError,
@@ -27,6 +26,7 @@ from gateway.config import (
     parse_config,
 )
 from gateway.redact import redact
+from gateway.units import parse_duration
 
 EMPTY_PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # SHA-256 of b"", base64
 OTHER_PIN = base64.b64encode(hashlib.sha256(b"csu").digest()).decode()
@@ -158,7 +158,9 @@ def test_full_valid_uplink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert hall.forward_url == "rtsp://10.0.0.11/sub"
     assert config.camera("porch").forward_url is None
     assert config.control == ControlConfig(socket=Path("/run/cg/control.sock"))
-    assert config.audit == AuditConfig(path=Path("/var/log/camera-gateway/audit"))
+    assert config.audit.path == Path("/var/log/camera-gateway/audit")
+    assert config.audit.retention == 365 * 86400  # the CNIL's upper recommendation
+    assert config.audit.key_dir == config.storage.path / "keys"
     assert redact("auth uplink-env-secret") == "auth ***"
 
 
@@ -798,8 +800,23 @@ def test_bad_audit_path(path: str, reason: str) -> None:
     assert problems_of(minimal(audit={"path": path})) == [f"audit.path: {reason}"]
 
 
+@pytest.mark.parametrize("retention", ["180d", "365d", "1096d"])
+def test_audit_retention_of_six_months_to_three_years_is_taken(retention: str) -> None:
+    assert parse(minimal(audit={"retention": retention})).audit.retention == parse_duration(
+        retention
+    )
+
+
+@pytest.mark.parametrize("retention", ["30d", "1097d"])
+def test_audit_retention_outside_six_months_to_three_years_is_refused(retention: str) -> None:
+    (found,) = problems_of(minimal(audit={"retention": retention}))
+    assert found.startswith("audit.retention: must be between 6 months (180d) and 3 years")
+
+
 def test_audit_unknown_key_and_invalid_storage() -> None:
-    assert problems_of(minimal(audit={"dir": "/x"})) == ["audit.dir: unknown key (allowed: path)"]
+    assert problems_of(minimal(audit={"dir": "/x"})) == [
+        "audit.dir: unknown key (allowed: path, retention, key_dir)"
+    ]
     # No spurious audit problem when storage.path itself is wrong.
     assert problems_of({"site_id": "res-1", "storage": {"quota": "1GiB"}}) == [
         "storage.path: required key is missing"

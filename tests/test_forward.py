@@ -89,7 +89,7 @@ def test_on_demand_session_reaches_the_centre_and_ends_by_itself(
     # 6 s at 25 fps, plus at most the one GOP replayed at the start.
     assert 6 * 25 - 15 <= frames <= 6 * 25 + 25 + 5, frames
 
-    entries = gw.audit()
+    entries = gw.forward_journal()
     assert [e["event"] for e in entries] == ["forward_started", "forward_stopped"]
     start, stop = entries
     assert start["requested_by"] == "CSU Marseille, operator 7"
@@ -118,7 +118,7 @@ def test_session_stopped_early_and_refusals(tmp_path: Path, cameras, centre, gat
     stop = gw.forward("stop", "--camera", "hall-a", "--reason", "suspect gone")
     assert stop.returncode == 0, stop.stderr
     assert gw.forward_status()["hall-a"]["state"] == "off"
-    stopped = gw.audit()[-1]
+    stopped = gw.forward_journal()[-1]
     assert stopped["stop_reason"] == "stopped" and stopped["reason"] == "suspect gone"
     assert stopped["stopped_by"] == "root" and 1.5 <= stopped["duration"] <= 5
     assert gw.stop() == 0
@@ -240,7 +240,7 @@ def test_continuous_forward_is_journalled_and_cannot_be_stopped_by_command(
     metrics = gw.metrics()
     assert metric(metrics, 'camera_gateway_forward_up{camera="hall-a"}') == 1.0
     assert gw.stop() == 0
-    started, stopped = gw.audit()
+    started, stopped = gw.forward_journal()
     assert started["mode"] == "continuous" and started["requested_by"] == "configuration"
     assert stopped["stop_reason"] == "shutdown"
 
@@ -259,7 +259,7 @@ def test_session_interrupted_by_a_crash_is_closed_in_the_journal(
     again = gateway(config)
     again.wait_log("was interrupted", 15)
     assert again.stop() == 0
-    events = [(e["event"], e.get("stop_reason")) for e in again.audit()]
+    events = [(e["event"], e.get("stop_reason")) for e in again.forward_journal()]
     assert events == [("forward_started", None), ("forward_stopped", "interrupted")]
 
 
@@ -343,7 +343,7 @@ def test_slow_uplink_drops_whole_gops_and_never_disturbs_recording(
     assert sent < 18 * 300_000 / 8 + 2 * 256 * 1024, sent
     assert max(samples) - samples[0] < 16 * 2**20, f"memory grew: {samples}"
     assert gw.listing()["gaps"] == [], "recording went on untouched"
-    assert gw.audit()[-1]["dropped_frames"] >= dropped
+    assert gw.forward_journal()[-1]["dropped_frames"] >= dropped
     assert decode_errors(receiver.files()[0]) == "", "what arrived is whole GOPs that decode"
 
 

@@ -169,7 +169,7 @@ def test_forward_command_over_mqtt_starts_a_journalled_session(
         wait_until(
             lambda: watcher.json(f"{P}/cameras/hall/status")["forward"] == "off", 5, "status off"
         )
-        entry = gw.audit()[0]
+        entry = gw.forward_journal()[0]
         assert entry["origin"] == "mqtt" and entry["reason"] == "alarm 17"
         assert receiver.files()
     finally:

@@ -25,13 +25,13 @@ from fmp4_craft import (
     fragments,
     with_giant_trun,
 )
-from helpers import cli, decode_errors, write_config
+from helpers import audit_entries, cli, decode_errors, write_config
 
 from gateway.recorder.fmp4 import repair
 from gateway.storage import recovery
 from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, set_aside
 from gateway.storage.naming import rebuild_temp_path, segment_path
-from gateway.storage.quarantine import JOURNAL_NAME, Quarantine
+from gateway.storage.quarantine import Quarantine
 from gateway.storage.recovery import rebuild_index, reconcile, salvage
 from gateway.storage.retention import RetentionPolicy, enforce
 
@@ -200,10 +200,8 @@ def test_reindex_command_quarantines_what_it_cannot_read_and_journals_it(
     index = Index(tree / "index.sqlite3", readonly=True)
     assert index.paths() == {str(good.relative_to(tree))}
     index.close()
-    entries = [
-        json.loads(line) for line in (tree / "audit" / JOURNAL_NAME).read_text().splitlines()
-    ]
-    assert [(e["event"], e["path"]) for e in entries] == [
+    entries = audit_entries(tree / "audit")
+    assert [(e["event"], e["path"]) for e in entries if "path" in e] == [
         ("storage_quarantined", str(bad.relative_to(tree)))
     ]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -97,8 +98,18 @@ UNIX_SOCKET_PATH_MAX = 107
 """Longest Unix socket path in bytes (``sun_path`` is 108 bytes with the final NUL)."""
 AUDIT_DIRECTORY = "audit"
 """Default audit directory name under ``storage.path``; no camera may use it as its id."""
+DEFAULT_TIMEZONE = "Europe/Paris"
+HOLD_MAX_AGE_DEFAULT = 365 * 86400.0
+HOLD_MAX_AGE_LIMIT = 1096 * 86400.0
+HOLD_QUOTA_SHARE = 0.2
+"""Share of ``storage.quota`` that legal holds may take by default: recording keeps the rest."""
+KEYS_DIRECTORY = "keys"
+"""Default folder of the signing key under ``storage.path``."""
+AUDIT_RETENTION_DEFAULT = 365 * 86400.0
+AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 180 * 86400.0, 1096 * 86400.0
 RESERVED_CAMERA_IDS = {
     AUDIT_DIRECTORY: "the audit log's default directory",
+    KEYS_DIRECTORY: "the signing key's default directory",
     "quarantine": "the folder of unusable files under storage.path",
 }
 DEFAULT_MAX_BITRATE = 50e6
@@ -117,6 +128,23 @@ _CAMERA_ID = re.compile(r"[a-z0-9_-]{1,32}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9.-]+")
 
 
+class HoldConfig(ConfigModel):
+    """Legal holds: their hard limit, and the share of the quota they may take."""
+
+    max_age: Duration = HOLD_MAX_AGE_DEFAULT
+    quota: ByteSize | None = None
+    """Bytes all holds may cover together; None: :data:`HOLD_QUOTA_SHARE` of the quota."""
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age_range(cls, value: float) -> float:
+        if not 86400 <= value <= HOLD_MAX_AGE_LIMIT:
+            raise ValueError(
+                f"must be between 1 day and 3 years (1096d), got {format_duration(value)}"
+            )
+        return value
+
+
 class StorageConfig(ConfigModel):
     """Where and how much is recorded."""
 
@@ -125,6 +153,21 @@ class StorageConfig(ConfigModel):
     max_age: Duration = MAX_AGE_LIMIT
     min_free: ByteSize = 1024**3
     segment_duration: Duration = 60.0
+    hold: HoldConfig = Field(default_factory=HoldConfig)
+
+    @property
+    def hold_quota(self) -> int:
+        """Bytes all legal holds may cover together."""
+        quota = self.hold.quota
+        return int(self.quota * HOLD_QUOTA_SHARE) if quota is None else quota
+
+    @model_validator(mode="after")
+    def _hold_within_quota(self) -> StorageConfig:
+        if self.hold.quota is not None and self.hold.quota > self.quota // 2:
+            raise ValueError(
+                "storage.hold.quota may be at most half of storage.quota: recording needs the rest"
+            )
+        return self
 
     @field_validator("path", mode="before")
     @classmethod
@@ -596,11 +639,24 @@ class WorkersConfig(ConfigModel):
 
 
 class AuditConfig(ConfigModel):
-    """Where the audit log is kept; by default ``<storage.path>/audit``."""
+    """Where the audit journal and the seal chains are kept (by default ``<storage.path>/audit``),
+    for how long, and where the box's signing key is (by default ``<storage.path>/keys``)."""
 
     path: Path
+    retention: Duration = AUDIT_RETENTION_DEFAULT
+    key_dir: Path
 
-    @field_validator("path", mode="before")
+    @field_validator("retention")
+    @classmethod
+    def _retention_range(cls, value: float) -> float:
+        if not AUDIT_RETENTION_MIN <= value <= AUDIT_RETENTION_MAX:
+            raise ValueError(
+                "must be between 6 months (180d) and 3 years (1096d): the CNIL recommends "
+                f"keeping access journals 6 months to 1 year; got {format_duration(value)}"
+            )
+        return value
+
+    @field_validator("path", "key_dir", mode="before")
     @classmethod
     def _absolute(cls, value: object) -> object:
         if isinstance(value, _Defaulted):
@@ -617,15 +673,20 @@ _DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit", "workers")
 def _default_audit_path(data: dict[str, Any]) -> None:
     """Fill ``audit.path`` in (raw) ``data`` from ``storage.path`` when it is not given."""
     audit = data.get("audit", {})
-    if not isinstance(audit, Mapping) or "path" in audit:
+    if not isinstance(audit, Mapping):
         return
     storage = data.get("storage")
     storage_path = storage.get("path") if isinstance(storage, Mapping) else None
-    if isinstance(storage_path, str | PurePath) and storage_path != "":
-        default = Path(storage_path) / AUDIT_DIRECTORY
-    else:
-        default = Path(AUDIT_DIRECTORY)  # storage.path is invalid and reported: any value does
-    data["audit"] = {**audit, "path": _Defaulted(default)}
+    base = (
+        Path(storage_path)
+        if isinstance(storage_path, str | PurePath) and storage_path != ""
+        else Path()  # storage.path is invalid and reported: any value does
+    )
+    filled = dict(audit)
+    for key, name in (("path", AUDIT_DIRECTORY), ("key_dir", KEYS_DIRECTORY)):
+        if key not in filled:
+            filled[key] = _Defaulted(base / name)
+    data["audit"] = filled
 
 
 def _continuous_needs_uplink(data: dict[str, Any]) -> None:
@@ -646,6 +707,8 @@ class Config(ConfigModel):
     """The whole gateway configuration."""
 
     site_id: str
+    timezone: str = DEFAULT_TIMEZONE
+    """IANA time zone of the site: the wall-clock track of exported clips shows local time."""
     storage: StorageConfig
     cameras: tuple[CameraConfig, ...] = ()
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -675,6 +738,19 @@ class Config(ConfigModel):
         _default_audit_path(out)
         _continuous_needs_uplink(out)
         return out
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Paris, UTC)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("site_id")
     @classmethod

@@ -26,6 +26,7 @@ from gateway.clock import ClockWatch, wall_at
 from gateway.events import EventSink
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
+from gateway.recorder.info import ENDED_CUT
 from gateway.recorder.segment import SegmentInfo, SegmentWriter, UnsafePathError
 from gateway.state import RecorderStatus
 from gateway.storage.errors import StorageError
@@ -36,6 +37,7 @@ __all__ = ["NO_KEYFRAME", "Recorder", "SegmentStore", "time_bound"]
 log = logging.getLogger(__name__)
 
 NO_KEYFRAME = "no_keyframe"
+STOPPING = "stopping"
 
 
 def time_bound(segment_duration: float) -> float:
@@ -115,8 +117,8 @@ class Recorder:
         if self._writer is None:
             if keyframe and self._tracks and time.monotonic() >= self._retry_at:
                 self._open(packet)
-        elif keyframe and self._should_cut(packet):
-            self._close(None)
+        elif keyframe and (ending := self._cut_reason(packet)) is not None:
+            self._close(None, ended=ending)
             self._open(packet)
         elif not keyframe and self._past_bound(self._writer, packet):
             self._cut_without_keyframe(self._writer, packet)
@@ -148,23 +150,24 @@ class Recorder:
         self._storage.writing(self.camera_id, writer.bytes)
 
     def on_close(self) -> None:
-        self._finish("stopping")
+        self._finish(STOPPING)
 
     def _finish(self, reason: str) -> None:
         """Record what is still held, then close the segment."""
         for whole in self._joiner.flush():
             self._record(whole)
-        self._close(reason)
+        self._close(reason, ended=STOPPING if reason == STOPPING else "camera")
 
     # -- segments ------------------------------------------------------------------------------
 
-    def _should_cut(self, packet: Packet) -> bool:
+    def _cut_reason(self, packet: Packet) -> str | None:
+        """Why the segment is to be cut at this keyframe (an :data:`ENDINGS` key), or None."""
         # Half a frame of slack: camera clocks put keyframes a few ticks either side of a second.
         slack = packet.duration * packet.scale / 2
         if packet.seconds - self._segment_base + slack >= self._segment_duration:
-            return True
+            return ENDED_CUT
         if self._writer is not None and self._writer.bytes >= self._storage.segment_max_bytes:
-            return True
+            return ENDED_CUT
         step = self._clock.step()
         if step:
             log.warning(
@@ -172,8 +175,8 @@ class Recorder:
                 self.camera_id,
                 step,
             )
-            return True
-        return False
+            return "clock_step"
+        return None
 
     def _past_bound(self, writer: SegmentWriter, packet: Packet) -> bool:
         if writer.bytes > 2 * self._storage.segment_max_bytes:
@@ -188,7 +191,7 @@ class Recorder:
             f"no keyframe from the camera after {format_duration(length)} and "
             f"{format_size(writer.bytes)}: segment cut, recording resumes at the next keyframe"
         )
-        self._close(None, flags=frozenset({NO_KEYFRAME}))
+        self._close(None, flags=frozenset({NO_KEYFRAME}), ended=NO_KEYFRAME)
         self._status.no_keyframe_cuts += 1
         if self._status.error is None:
             log.error("camera %s: %s", self.camera_id, reason)
@@ -233,14 +236,16 @@ class Recorder:
         if self._events is not None:
             self._events.emit("recording_resumed", camera=self.camera_id)
 
-    def _close(self, reason: str | None, *, flags: frozenset[str] = frozenset()) -> None:
+    def _close(
+        self, reason: str | None, *, flags: frozenset[str] = frozenset(), ended: str = ENDED_CUT
+    ) -> None:
         writer, self._writer = self._writer, None
         if writer is None:
             return
         self._status.recording = False
         self._status.current_segment = None
         try:
-            info = writer.close(flags)
+            info = writer.close(flags, ended=ended)
         except (OSError, av.error.FFmpegError) as exc:
             self._writer = writer
             self._fail(exc)

@@ -17,7 +17,9 @@ storage tree is refused rather than written through.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import hashlib
 import io
 import logging
 import os
@@ -27,9 +29,10 @@ from pathlib import Path
 import av
 from av.container import OutputContainer
 
+from gateway.clock import clock_synchronized
 from gateway.media.packet import Packet, Track
 from gateway.media.remux import Remuxer
-from gateway.recorder.info import SegmentInfo
+from gateway.recorder.info import ENDED_CUT, SegmentInfo
 from gateway.storage.naming import final_path
 
 __all__ = [
@@ -105,6 +108,20 @@ class FullWriter(io.RawIOBase):
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
+        self._hash = hashlib.sha256()
+        self._hashed = 0
+        """Bytes fed to the hash: the file's length while the muxer only appends."""
+        self._in_order = True
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the whole file, computed as it was written (no re-read), or None if the
+        muxer wrote anywhere but at the end (the caller then hashes the file)."""
+        return self._hash.hexdigest() if self._in_order else None
+
+    @property
+    def hashed_bytes(self) -> int:
+        return self._hashed
 
     def writable(self) -> bool:
         return True
@@ -117,6 +134,12 @@ class FullWriter(io.RawIOBase):
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
+        if self._in_order:
+            if os.lseek(self._fd, 0, os.SEEK_CUR) == self._hashed:
+                self._hash.update(view)
+                self._hashed += len(view)
+            else:
+                self._in_order = False
         done = 0
         while done < len(view):
             done += os.write(self._fd, view[done:])  # raises OSError (ENOSPC, EIO, ...)
@@ -163,6 +186,7 @@ class SegmentWriter:
         self.durable_seconds = 0.0
         """Media known to be on disk (as of the last successful sync)."""
         self._video = next((t for t in tracks if t.kind == "video"), None)
+        self._clock_synced = clock_synchronized()
         self._dir = open_segment_dir(path)
         try:
             fd = os.open(
@@ -225,17 +249,24 @@ class SegmentWriter:
             self._synced_bytes = size
             self.durable_seconds = duration
 
-    def close(self, flags: frozenset[str] = frozenset()) -> SegmentInfo:
+    def close(self, flags: frozenset[str] = frozenset(), *, ended: str = ENDED_CUT) -> SegmentInfo:
         """Write the trailer, sync, and rename to the final name."""
         self._container.close()
         os.fsync(self._file.fileno())
         size = self._file.tell()
+        digest = self._file.sha256 if self._file.hashed_bytes == size else None
+        synced = self._clock_synced
+        if synced is not None:
+            now = clock_synchronized()
+            synced = None if now is None else synced and now
         self._file.close()
         final = final_path(self.path)
         os.replace(self.path.name, final.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
         os.fsync(self._dir)
         os.close(self._dir)
-        return self._info(final, size, flags)
+        return dataclasses.replace(
+            self._info(final, size, flags), sha256=digest, clock_synced=synced, ended=ended
+        )
 
     def abort(self) -> None:
         """Give up after an error: close without the trailer; the caller repairs the file."""

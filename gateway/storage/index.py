@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +47,11 @@ CREATE TABLE IF NOT EXISTS segments (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     has_audio INTEGER NOT NULL,
-    flags TEXT NOT NULL DEFAULT ''
+    flags TEXT NOT NULL DEFAULT '',
+    sha256 TEXT,
+    clock_synced INTEGER,
+    ended TEXT NOT NULL DEFAULT 'cut',
+    seal_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS segments_start ON segments (start);
 CREATE INDEX IF NOT EXISTS segments_camera_start ON segments (camera, start);
@@ -62,6 +66,27 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_start ON quarantine (start);
 """
 _COLUMNS = "path, camera, start, end, bytes, frames, codec, width, height, has_audio"
+_LATER_COLUMNS = {
+    "flags": ("TEXT NOT NULL DEFAULT ''", "''"),
+    "sha256": ("TEXT", "NULL"),
+    "clock_synced": ("INTEGER", "NULL"),
+    "ended": ("TEXT NOT NULL DEFAULT 'cut'", "'cut'"),
+    "seal_seq": ("INTEGER", "NULL"),
+}
+"""Columns added by later versions: (definition, value read from an index that lacks them)."""
+_UPDATED = (
+    "camera",
+    "start",
+    "end",
+    "bytes",
+    "frames",
+    "codec",
+    "width",
+    "height",
+    "has_audio",
+    "flags",
+    "ended",
+)
 _Q_COLUMNS = "path, camera, start, bytes, reason, moved_at"
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -97,6 +122,14 @@ class IndexedSegment:
     """``recovered`` (from an interrupted ``.part``), ``rebuilt`` (damaged fragments left out),
     ``no_keyframe`` (does not start on a keyframe), ``damaged`` (a finished file with damaged
     fragments, kept as it is)."""
+    sha256: str | None = None
+    """SHA-256 of the file: computed as it was written, or at sealing (None: not yet sealed)."""
+    clock_synced: bool | None = None
+    """Whether the clock was NTP-synchronised while it was written (None: not known)."""
+    ended: str = "cut"
+    """Why it ended (see :data:`gateway.recorder.info.ENDINGS`)."""
+    seal_seq: int | None = None
+    """Its entry in the camera's seal chain (None: not sealed yet)."""
 
     @property
     def duration(self) -> float:
@@ -162,7 +195,7 @@ class Index:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._checked = False
-        self._has_flags = True
+        self._select_columns = f"{_COLUMNS}, {', '.join(_LATER_COLUMNS)}"
         self._has_quarantine = True
         self._totals: _Totals | None = None
         """Running totals, kept by this process's writes: retention asks every second, and
@@ -196,9 +229,14 @@ class Index:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
-            if "flags" not in _columns(db, "segments"):  # an index made by an older version
-                db.execute("ALTER TABLE segments ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
-        self._has_flags = "flags" in _columns(db, "segments")
+            present = _columns(db, "segments")
+            for name, (definition, _) in _LATER_COLUMNS.items():
+                if name not in present:  # an index made by an older version
+                    db.execute(f"ALTER TABLE segments ADD COLUMN {name} {definition}")
+        present = _columns(db, "segments")
+        self._select_columns = ", ".join(
+            [_COLUMNS] + [n if n in present else d for n, (_, d) in _LATER_COLUMNS.items()]
+        )
         self._has_quarantine = bool(_columns(db, "quarantine"))
 
     @contextmanager
@@ -249,9 +287,14 @@ class Index:
                     if old is not None:
                         totals.add(str(old[0]), int(old[1]), -1)
                     totals.add(segment.camera, segment.bytes, +1)
+                # A row indexed again (a rebuild) keeps the seal it had.
                 db.executemany(
-                    f"INSERT OR REPLACE INTO segments ({_COLUMNS}, flags) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO segments ({_COLUMNS}, {', '.join(_LATER_COLUMNS)}) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
+                    + ", sha256 = COALESCE(excluded.sha256, sha256)"
+                    ", clock_synced = COALESCE(excluded.clock_synced, clock_synced)"
+                    ", seal_seq = COALESCE(excluded.seal_seq, seal_seq)",
                     rows,
                 )
                 db.execute("COMMIT")
@@ -303,20 +346,55 @@ class Index:
         with self._cursor() as db:  # connected first: which columns exist is known then
             return [_row(r) for r in db.execute(f"SELECT {self._select()} {query}", args)]
 
-    def oldest(self, limit: int = 16, camera: str | None = None) -> list[IndexedSegment]:
-        """The oldest segments, of one camera or across all cameras, oldest first."""
+    def oldest(
+        self,
+        limit: int = 16,
+        camera: str | None = None,
+        *,
+        exclude: Sequence[tuple[str, float, float]] = (),
+    ) -> list[IndexedSegment]:
+        """The oldest segments, of one camera or across all cameras, oldest first; ``exclude``:
+        (camera, start, end) ranges whose overlapping segments are left out (legal holds)."""
+        where: list[str] = []
+        args: list[object] = []
+        if camera is not None:
+            where.append("camera = ?")
+            args.append(camera)
+        for held_camera, start, end in exclude:
+            if camera is not None and held_camera != camera:
+                continue
+            where.append("NOT (camera = ? AND start < ? AND end > ?)")
+            args.extend((held_camera, end, start))
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._cursor() as db:
-            if camera is None:
-                rows = db.execute(
-                    f"SELECT {self._select()} FROM segments ORDER BY start LIMIT ?", (limit,)
-                ).fetchall()
-            else:
-                rows = db.execute(
-                    f"SELECT {self._select()} FROM segments WHERE camera = ? "
-                    "ORDER BY start LIMIT ?",
-                    (camera, limit),
-                ).fetchall()
+            rows = db.execute(
+                f"SELECT {self._select()} FROM segments {clause}ORDER BY start LIMIT ?",
+                (*args, limit),
+            ).fetchall()
         return [_row(r) for r in rows]
+
+    def unsealed(self, limit: int = 64) -> list[IndexedSegment]:
+        """Segments not in their camera's seal chain yet, oldest first."""
+        with self._cursor() as db:
+            rows = db.execute(
+                f"SELECT {self._select()} FROM segments WHERE seal_seq IS NULL "
+                "ORDER BY start LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def set_sealed(self, path: str, seq: int, sha256: str) -> None:
+        with self._cursor() as db:
+            db.execute(
+                "UPDATE segments SET seal_seq = ?, sha256 = ? WHERE path = ?", (seq, sha256, path)
+            )
+
+    def get(self, path: str) -> IndexedSegment | None:
+        with self._cursor() as db:
+            row = db.execute(
+                f"SELECT {self._select()} FROM segments WHERE path = ?", (path,)
+            ).fetchone()
+        return None if row is None else _row(row)
 
     def totals(self) -> tuple[int, int, float | None]:
         """(segment count, bytes, start of the oldest segment).
@@ -400,7 +478,7 @@ class Index:
     # -- internals ---------------------------------------------------------------------------
 
     def _select(self) -> str:
-        return f"{_COLUMNS}, flags" if self._has_flags else f"{_COLUMNS}, ''"
+        return self._select_columns
 
     def _totals_locked(self, db: sqlite3.Connection, *, cameras: bool = False) -> _Totals:
         if self._readonly and not cameras:
@@ -504,11 +582,16 @@ def _values(s: IndexedSegment) -> tuple[object, ...]:
         s.height,
         int(s.has_audio),
         ",".join(sorted(s.flags)),
+        s.sha256,
+        None if s.clock_synced is None else int(s.clock_synced),
+        s.ended,
+        s.seal_seq,
     )
 
 
 def _row(row: tuple[object, ...]) -> IndexedSegment:
-    path, camera, start, end, size, frames, codec, width, height, audio, flags = row
+    path, camera, start, end, size, frames, codec, width, height, audio, flags = row[:11]
+    sha256, synced, ended, seal_seq = row[11:]
     return IndexedSegment(
         path=str(path),
         camera=str(camera),
@@ -521,6 +604,10 @@ def _row(row: tuple[object, ...]) -> IndexedSegment:
         height=int(height),  # type: ignore[call-overload]
         has_audio=bool(audio),
         flags=frozenset(f for f in str(flags).split(",") if f),
+        sha256=None if sha256 is None else str(sha256),
+        clock_synced=None if synced is None else bool(synced),
+        ended=str(ended),
+        seal_seq=None if seal_seq is None else int(seal_seq),  # type: ignore[call-overload]
     )
 
 

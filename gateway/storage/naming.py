@@ -48,7 +48,7 @@ FINAL_SUFFIX = ".mp4"
 PART_SUFFIX = ".mp4.part"
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_SUFFIX = ".quarantined"
-RESERVED_DIRS = frozenset({QUARANTINE_DIR, "audit"})
+RESERVED_DIRS = frozenset({QUARANTINE_DIR, "audit", "keys"})
 """Folders of the root that are never camera folders: the quarantine, and the audit journal's
 default place (``audit.path`` defaults to ``<storage.path>/audit``)."""
 

@@ -35,12 +35,10 @@ from gateway.storage.naming import (
     quarantine_name,
 )
 
-__all__ = ["JOURNAL_NAME", "Journal", "Quarantine", "audit_journal", "rename_noreplace"]
+__all__ = ["Journal", "Quarantine", "audit_journal", "rename_noreplace"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "storage-quarantine.jsonl"
-"""The journal of quarantined files, next to the other journals in ``audit.path``."""
 Journal = Callable[[dict[str, Any]], None]
 """Takes one entry (with an ``event`` key) for the journal; may raise, which is logged."""
 
@@ -50,9 +48,8 @@ namesakes."""
 _RENAME_NOREPLACE = 1
 
 
-def audit_journal(audit_path: Path) -> Journal:
-    """A journal writing entries to ``<audit_path>/storage-quarantine.jsonl``."""
-    audit = AuditLog(audit_path / JOURNAL_NAME)
+def audit_journal(audit: AuditLog) -> Journal:
+    """A journal writing entries to the audit journal."""
 
     def write(entry: dict[str, Any]) -> None:
         fields = dict(entry)

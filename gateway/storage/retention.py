@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,10 @@ from gateway.storage.naming import (
 )
 from gateway.units import format_duration, format_size
 
-__all__ = ["Eviction", "RetentionPolicy", "enforce", "free_bytes"]
+__all__ = ["Eviction", "HeldRange", "RetentionPolicy", "enforce", "free_bytes"]
+
+HeldRange = tuple[str, float, float]
+"""(camera, start, end) under a legal hold (see :mod:`gateway.storage.holds`)."""
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +104,23 @@ def enforce(
     writing_bytes: int = 0,
     now: float | None = None,
     on_evict: Callable[[Eviction], None] | None = None,
+    held: Sequence[HeldRange] = (),
 ) -> list[Eviction]:
     """Delete recordings until every limit holds, or nothing is left to delete.
 
     ``writing``: bytes being written (or expected) per camera. ``writing_bytes``: bytes being
     written that belong to no camera in particular (counted in the quota only).
 
+    ``held``: (camera, start, end) ranges under a legal hold: the segments they overlap are
+    never evicted (they still count in the quota; holds have a budget of their own).
+
     One tick with nothing to evict costs two indexed queries (the running totals and the
     oldest start) and one ``statvfs``; no table is scanned.
     """
     now = time.time() if now is None else now
-    run = _Run(index, root, policy, writing=writing, writing_bytes=writing_bytes, now=now)
+    run = _Run(
+        index, root, policy, writing=writing, writing_bytes=writing_bytes, now=now, held=held
+    )
     try:
         return run.enforce(on_evict)
     finally:
@@ -130,7 +139,9 @@ class _Run:
         writing: Mapping[str, int],
         writing_bytes: int,
         now: float,
+        held: Sequence[HeldRange] = (),
     ) -> None:
+        self.held = tuple(held)
         self.index = index
         self.root = root
         self.policy = policy
@@ -211,7 +222,11 @@ class _Run:
             # A few rows first: most ticks evict one segment or none, of one of many cameras.
             limit = _BATCH if camera in self._fetched else _FIRST_BATCH
             self._fetched.add(camera)
-            fetched = [s for s in self.index.oldest(limit, camera) if s.path not in self._gone]
+            fetched = [
+                s
+                for s in self.index.oldest(limit, camera, exclude=self.held)
+                if s.path not in self._gone
+            ]
             if not fetched:
                 return None
             heads.extend(fetched)

@@ -20,14 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.audit import AuditError, AuditLog
 from gateway.events import EventBus
+from gateway.integrity.journal import JournalError
+from gateway.integrity.keys import SigningKeyError
+from gateway.integrity.seal import ChainRecord, Sealer, hash_file
 from gateway.recorder.info import SegmentInfo
 from gateway.storage.errors import StorageError
-from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, set_aside
+from gateway.storage.holds import HoldError, HoldStore
+from gateway.storage.index import (
+    Index,
+    IndexCorrupt,
+    IndexedSegment,
+    QuarantinedFile,
+    set_aside,
+)
 from gateway.storage.naming import segment_path
 from gateway.storage.quarantine import Quarantine, audit_journal
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
-from gateway.storage.retention import Eviction, RetentionPolicy, enforce, free_bytes
+from gateway.storage.retention import Eviction, HeldRange, RetentionPolicy, enforce, free_bytes
 
 __all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError", "StorageUsage"]
 
@@ -37,6 +48,9 @@ INDEX_NAME = "index.sqlite3"
 LOCK_NAME = ".lock"
 MARKER_NAME = ".camera-gateway-storage"
 RETENTION_INTERVAL = 1.0
+SEAL_BYTES_PER_TURN = 256 * 1024 * 1024
+"""Bytes of unhashed segments (repaired, or found by a rebuild) read per storage turn: about
+half a second of disk, so retention and indexing go on between."""
 STUCK_AFTER = 5.0
 """Seconds inside one disk operation after which the storage counts as not answering (a dying
 SD card, a hung mount): reported as a storage error, while live forwarding goes on."""
@@ -54,6 +68,8 @@ class StorageUsage:
     error: str | None
     quarantined: int = 0
     """Files moved to the quarantine since the daemon started."""
+    seal_error: str | None = None
+    """Why segments are not being sealed (the signing key is unusable...), or None."""
 
 
 class Storage:
@@ -65,13 +81,23 @@ class Storage:
         policy: RetentionPolicy,
         *,
         events: EventBus | None = None,
-        journal_dir: Path | None = None,
+        audit: AuditLog | None = None,
+        sealer: Sealer | None = None,
+        holds: HoldStore | None = None,
     ) -> None:
         self.root = root
+        self.sealer = sealer
+        self.holds = holds
+        self._last_held: list[HeldRange] | None = None
+        self._audit = audit
+        self._seal_error: str | None = None
+        self._chain_records: dict[str, dict[str, ChainRecord]] = {}
+        """Per camera, what its chain holds: loaded only to seal rows whose hash the index lost
+        (a rebuilt index), and dropped once every row is sealed."""
         self._events = events
         self.policy = policy
         self.index = Index(root / INDEX_NAME)
-        self._journal = audit_journal(journal_dir) if journal_dir is not None else None
+        self._journal = audit_journal(audit) if audit is not None else None
         self.quarantine = Quarantine(root, self.index, self._journal)
         self._index_id: tuple[int, int] | None = None
         """(device, inode) of the index file we opened: a deleted or replaced one is noticed."""
@@ -383,9 +409,10 @@ class Storage:
     def enforce_now(self) -> list[Eviction]:
         with self._lock:
             writing = {c: max(size, expected) for c, (size, expected) in self._writing.items()}
-        evicted = enforce(self.index, self.root, self.policy, writing=writing)
+        evicted = enforce(self.index, self.root, self.policy, writing=writing, held=self._held())
         for eviction in evicted:
             self.evictions[eviction.reason] += 1
+            self._chain_eviction(eviction)
             if self._events is not None:
                 segment = eviction.segment
                 self._events.emit(
@@ -423,6 +450,7 @@ class Storage:
             if self._rebuild_due:
                 self._rebuild()
             self._flush_pending()
+            self._seal_pending()
             self.enforce_now()
             if self._error is not None:
                 log.info("storage %s is usable again", self.root)
@@ -441,6 +469,104 @@ class Storage:
                 self._events.emit("storage_error", reason=reason)
             self._error = reason
             self._refresh()
+
+    # -- holds -----------------------------------------------------------------------------
+
+    def _held(self) -> list[HeldRange]:
+        """Ranges retention must keep; holds past their limit are released (journalled) first.
+
+        If the holds file becomes unreadable, the ranges last read stay held (and the error is
+        reported); if it never could be read, retention waits rather than evict evidence.
+        """
+        holds = self.holds
+        if holds is None:
+            return []
+        try:
+            for hold in holds.expired():
+                if self._audit is not None:
+                    self._audit.append(
+                        "hold_expired", hold=hold.id, case=hold.case, cameras=list(hold.cameras)
+                    )
+                holds.release(hold.id)
+                log.info("hold %s (case %s) reached its limit and was released", hold.id, hold.case)
+            self._last_held = holds.ranges()
+        except (HoldError, AuditError) as exc:
+            reason = exc.reason if isinstance(exc, HoldError) else str(exc)
+            if self._last_held is None:
+                raise StorageError(f"holds unavailable, retention waits: {reason}") from None
+            log.error("storage: holds unavailable (%s); keeping the holds last read", reason)
+        return self._last_held
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    def _seal_pending(self, budget: int = SEAL_BYTES_PER_TURN) -> None:
+        """Chain the segments indexed since the last turn; hash those that came with no hash
+        (repaired after a crash, found by a rebuild), at most ``budget`` bytes read per turn."""
+        sealer = self.sealer
+        if sealer is None:
+            return
+        rows = self.index.unsealed()
+        if not rows:
+            self._chain_records.clear()
+            return
+        try:
+            for row in rows:
+                sha256 = row.sha256
+                if sha256 is None:
+                    known = self._known(row)
+                    if known is not None and known.sha256 is not None:
+                        self.index.set_sealed(row.path, known.seq, known.sha256)
+                        continue
+                    if budget <= 0:
+                        break
+                    try:
+                        sha256, size = hash_file(self.root / row.path)
+                    except FileNotFoundError:
+                        continue  # gone: the next reconcile drops the row
+                    budget -= size
+                seq = sealer.seal(
+                    row.camera,
+                    row.path,
+                    sha256=sha256,
+                    size=row.bytes,
+                    start=row.start,
+                    end=row.end,
+                    frames=row.frames,
+                    flags=row.flags,
+                    clock_synced=row.clock_synced,
+                )
+                self.index.set_sealed(row.path, seq, sha256)
+        except (SigningKeyError, JournalError) as exc:
+            reason = f"segments not sealed: {exc.reason}"
+            if reason != self._seal_error:
+                log.error("storage: %s (recording goes on; sealed once it is fixed)", reason)
+                if self._events is not None:
+                    self._events.emit("seal_error", reason=reason)
+            self._seal_error = reason
+            return
+        if self._seal_error is not None:
+            log.info("storage: sealing segments again")
+            self._seal_error = None
+
+    def _known(self, row: IndexedSegment) -> ChainRecord | None:
+        assert self.sealer is not None
+        records = self._chain_records.get(row.camera)
+        if records is None:
+            records = self.sealer.records(row.camera)
+            self._chain_records[row.camera] = records
+        record = records.get(row.path)
+        return record if record is not None and record.evicted is None else None
+
+    def _chain_eviction(self, eviction: Eviction) -> None:
+        segment = eviction.segment
+        if self.sealer is None or isinstance(segment, QuarantinedFile):
+            return
+        try:
+            self.sealer.evicted(
+                segment.camera, segment.path, sha256=segment.sha256, reason=eviction.reason
+            )
+        except JournalError as exc:
+            log.error("storage: eviction of %s not chained: %s", segment.path, exc.reason)
 
     def _refresh(self) -> None:
         try:
@@ -461,6 +587,7 @@ class Storage:
             evictions=dict(self.evictions),
             error=self._error,
             quarantined=self.quarantine.count,
+            seal_error=self._seal_error,
         )
 
     def _row(self, info: SegmentInfo) -> IndexedSegment:
@@ -476,6 +603,9 @@ class Storage:
             height=info.height,
             has_audio=info.has_audio,
             flags=info.flags,
+            sha256=info.sha256,
+            clock_synced=info.clock_synced,
+            ended=info.ended,
         )
 
 

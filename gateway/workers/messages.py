@@ -167,6 +167,11 @@ class SegmentFinished(_Up):
     kind: Literal["segment_finished"] = "segment_finished"
     path: _Path
     flags: tuple[Literal["no_keyframe"], ...] = ()
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """Hash of the file as written; taken only if ``bytes`` is the file's size."""
+    bytes: _Count = 0
+    clock_synced: bool | None = None
+    ended: Literal["cut", "camera", "clock_step", "no_keyframe", "stopping"] = "cut"
 
 
 class SegmentAborted(_Up):

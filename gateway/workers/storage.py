@@ -66,7 +66,16 @@ class WorkerStorage:
 
     def finished(self, info: SegmentInfo) -> None:
         flags = tuple(sorted(f for f in info.flags if f == "no_keyframe"))
-        self._send(SegmentFinished(path=str(info.path), flags=flags))  # type: ignore[arg-type]
+        self._send(
+            SegmentFinished(
+                path=str(info.path),
+                flags=flags,  # type: ignore[arg-type]
+                sha256=info.sha256,
+                bytes=info.bytes,
+                clock_synced=info.clock_synced,
+                ended=info.ended,  # type: ignore[arg-type]
+            )
+        )
 
     def salvage(self, part: Path) -> None:
         self._send(SegmentAborted(path=str(part)))

@@ -23,6 +23,7 @@ back when a worker restarts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
@@ -658,8 +659,8 @@ class Supervisor:
         elif isinstance(message, SegmentFinished):
             path = self._own(handle, message.path, partial=False)
             self.storage.closed(camera)
-            flags = frozenset(message.flags)
-            self.storage.submit(lambda: self._index(handle, path, flags))
+            finished = message
+            self.storage.submit(lambda: self._index(handle, path, finished))
         elif isinstance(message, SegmentAborted):
             part = self._own(handle, message.path, partial=True)
             self.storage.closed(camera)
@@ -684,11 +685,18 @@ class Supervisor:
             raise ValueError(f"segment path outside camera {handle.camera.id}'s folder")
         return path
 
-    def _index(self, handle: WorkerHandle, path: Path, flags: frozenset[str]) -> None:
+    def _index(self, handle: WorkerHandle, path: Path, message: SegmentFinished) -> None:
         """Index a finished segment from what the file itself holds, not what the worker said
-        (on the storage thread: this reads the disk)."""
+        (on the storage thread: this reads the disk). The worker's hash is taken when it covers
+        the whole file; otherwise sealing hashes the file."""
         try:
-            info = segment_info(handle.camera.id, path, flags)
+            info = segment_info(handle.camera.id, path, frozenset(message.flags))
+            info = dataclasses.replace(
+                info,
+                sha256=message.sha256 if message.bytes == info.bytes else None,
+                clock_synced=message.clock_synced,
+                ended=message.ended,
+            )
         except (Fmp4Error, OSError) as exc:
             log.error(
                 "camera %s: finished segment %s is unreadable: %s", handle.camera.id, path.name, exc

@@ -1,0 +1,1 @@
+"""Integrity: the box's signing key, signed hash-chained journals, and each camera's seal chain."""

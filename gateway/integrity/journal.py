@@ -1,0 +1,432 @@
+"""A signed, hash-chained journal of JSON lines: the audit journal and each camera's seal chain.
+
+Each entry carries a sequence number, its UTC time, ``prev`` (the SHA-256 of the previous entry's
+line) and ``sig``, the box key's Ed25519 signature over the entry without ``sig``; lines are
+canonical JSON (sorted keys, no spaces), so an entry's hash is the hash of its line as stored.
+Editing, removing, inserting or reordering an entry breaks the chain; removing the tail is only
+detectable against a head kept elsewhere (published over MQTT, or written down): :func:`verify`
+takes one.
+
+Entries go to one file per month (``<name>-YYYY-MM.jsonl``), appended with ``O_APPEND`` under an
+exclusive ``flock`` (the daemon and the command line may both write) and ``fsync``-ed before
+:meth:`SignedJournal.append` returns. Files older than the retention are removed whole; a
+``journal_expired`` entry then names the last removed entry, which the first kept one must follow.
+
+Without a usable key an entry is still written, chained, with ``"sig": null``, and the caller is
+told (``signed`` is false): the journal is never a reason for recording to stop, and verification
+reports such entries as unsigned.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.clock import utc_iso
+from gateway.integrity.keys import PublicKey, Signer, SigningKeyError
+
+__all__ = [
+    "GENESIS",
+    "Head",
+    "JournalError",
+    "Problem",
+    "SignedJournal",
+    "Verification",
+    "canonical",
+    "entry_hash",
+    "verify",
+]
+
+GENESIS = "0" * 64
+"""``prev`` of the very first entry."""
+EXPIRED = "journal_expired"
+_TAIL_READ = 256 * 1024
+"""Bytes read back from a file's end to find its last entry (an entry is well under 64 KiB)."""
+_MAX_LINE = 64 * 1024
+
+
+class JournalError(Exception):
+    """The journal could not be written or read; ``reason`` says where and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(entry)).hexdigest()
+
+
+def signed_part(entry: dict[str, Any]) -> bytes:
+    return canonical({k: v for k, v in entry.items() if k != "sig"})
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last entry of a journal: what the centre keeps a copy of."""
+
+    seq: int
+    hash: str
+    time: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "time": self.time}
+
+
+class SignedJournal:
+    """One journal: ``<folder>/<name>-YYYY-MM.jsonl``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        signer: Callable[[], Signer],
+        *,
+        retention: float | None = None,
+    ) -> None:
+        self.folder = folder
+        self.name = name
+        self._signer = signer
+        self.retention = retention
+        self._lock = threading.Lock()
+        self._head: Head | None = None
+        self.unsigned = 0
+        """Entries written without a signature by this process (the key was unusable)."""
+        self.last_key_error: str | None = None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one entry durably and return it; raise :class:`JournalError` if it cannot be."""
+        now = time.time()
+        with self._lock:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+                path = self.folder / f"{self.name}-{_month(now)}.jsonl"
+                fd = os.open(
+                    path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640
+                )
+            except OSError as exc:
+                raise JournalError(f"cannot write {self.folder}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _drop_torn_tail(fd)
+                head = self._tail_locked(fd, path)
+                entry: dict[str, Any] = {
+                    "seq": head.seq + 1,
+                    "time": utc_iso(now),
+                    "prev": head.hash,
+                    "event": event,
+                    **fields,
+                }
+                entry["sig"] = self._sign(entry)
+                line = canonical(entry)
+                if len(line) >= _MAX_LINE:
+                    raise JournalError(f"entry {event} is too large ({len(line)} bytes)")
+                _write_all(fd, line + b"\n")
+                os.fsync(fd)
+            except OSError as exc:
+                raise JournalError(f"cannot write {path}: {exc.strerror}") from None
+            finally:
+                os.close(fd)
+            self._head = Head(entry["seq"], entry_hash(entry), entry["time"])
+        return entry
+
+    def _sign(self, entry: dict[str, Any]) -> str | None:
+        try:
+            signer = self._signer()
+        except SigningKeyError as exc:
+            self.unsigned += 1
+            self.last_key_error = exc.reason
+            return None
+        self.last_key_error = None
+        entry["key"] = signer.fingerprint
+        return signer.sign_b64(signed_part(entry))
+
+    def _tail_locked(self, fd: int, path: Path) -> Head:
+        """The last entry, in this month's file or the latest earlier one."""
+        size = os.fstat(fd).st_size
+        if size:
+            last = _last_entry(fd, size)
+            if last is not None:
+                return last
+        for older in reversed(self.files()):
+            if older == path:
+                continue
+            try:
+                rfd = os.open(older, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                last = _last_entry(rfd, os.fstat(rfd).st_size)
+            finally:
+                os.close(rfd)
+            if last is not None:
+                return last
+        return Head(0, GENESIS)
+
+    def expire(self, now: float | None = None) -> list[Path]:
+        """Remove whole monthly files whose newest entry is older than the retention."""
+        if self.retention is None:
+            return []
+        now = time.time() if now is None else now
+        files = self.files()
+        removed: list[Path] = []
+        for path in files[:-1]:  # never the file being written
+            head = _file_head(path)
+            if head is None:
+                continue
+            newest = _parse_time(head.time)
+            if newest is None or now - newest < self.retention:
+                break
+            self.append(EXPIRED, file=path.name, last_seq=head.seq, last_hash=head.hash)
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise JournalError(f"cannot remove {path}: {exc.strerror}") from None
+            removed.append(path)
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        pattern = re.compile(re.escape(self.name) + r"-\d{4}-\d{2}\.jsonl")
+        try:
+            names = sorted(p for p in os.listdir(self.folder) if pattern.fullmatch(p))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise JournalError(f"cannot read {self.folder}: {exc.strerror}") from None
+        return [self.folder / n for n in names]
+
+    def head(self) -> Head:
+        if self._head is not None:
+            return self._head
+        for path in reversed(self.files()):
+            head = _file_head(path)
+            if head is not None:
+                self._head = head
+                return head
+        return Head(0, GENESIS)
+
+    def entries(self) -> Iterator[tuple[Path, int, str, dict[str, Any] | None]]:
+        """(file, line number, raw line, entry or None when the line does not parse)."""
+        for path in self.files():
+            try:
+                stream = path.open("rb")
+            except OSError as exc:
+                raise JournalError(f"cannot read {path}: {exc.strerror}") from None
+            with stream:
+                for number, raw in enumerate(stream, 1):
+                    text = raw.decode("utf-8", "replace").rstrip("\n")
+                    try:
+                        value = json.loads(text)
+                    except ValueError:
+                        yield path, number, text, None
+                        continue
+                    yield path, number, text, value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    where: str
+    """``<file>:<line>`` or ``tail``."""
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass(slots=True)
+class Verification:
+    entries: int = 0
+    first_seq: int | None = None
+    head: Head | None = None
+    problems: list[Problem] = field(default_factory=list)
+    unsigned: int = 0
+    keys: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(
+    journal: SignedJournal,
+    keys: dict[str, PublicKey],
+    *,
+    head: Head | None = None,
+    on_entry: Callable[[dict[str, Any]], None] | None = None,
+) -> Verification:
+    """Check every entry's signature and link; against ``head`` when given, that nothing after
+    it was cut off and that it is the very entry the journal has at that sequence number."""
+    result = Verification()
+    prev: str | None = None
+    seq: int | None = None
+    expired: dict[str, int] = {}
+    seen_at: dict[int, str] = {}
+    for path, number, text, entry in journal.entries():
+        where = f"{path.name}:{number}"
+        if entry is None:
+            result.problems.append(Problem(where, "line is not a journal entry (damaged)"))
+            prev = None
+            continue
+        result.entries += 1
+        if canonical(entry).decode() != text:
+            result.problems.append(Problem(where, "entry was rewritten (not in canonical form)"))
+        entry_seq = entry.get("seq")
+        if not isinstance(entry_seq, int):
+            result.problems.append(Problem(where, "entry has no sequence number"))
+            continue
+        if result.first_seq is None:
+            result.first_seq = entry_seq
+            link = entry.get("prev")
+            if (
+                entry_seq != 1
+                and expired.get(str(link)) != entry_seq - 1
+                and not _expiry_follows(journal, link, entry_seq)
+            ):
+                result.problems.append(
+                    Problem(where, f"journal starts at entry {entry_seq}: earlier entries missing")
+                )
+        else:
+            if seq is not None and entry_seq != seq + 1:
+                result.problems.append(
+                    Problem(
+                        where, f"entry {entry_seq} follows entry {seq}: entries missing or moved"
+                    )
+                )
+            if prev is not None and entry.get("prev") != prev:
+                result.problems.append(
+                    Problem(where, f"entry {entry_seq} does not link to the entry before it")
+                )
+        _check_signature(entry, keys, where, result)
+        if entry.get("event") == EXPIRED:
+            expired[str(entry.get("last_hash"))] = int(entry.get("last_seq") or 0)
+        digest = entry_hash(entry)
+        seen_at[entry_seq] = digest
+        prev, seq = digest, entry_seq
+        result.head = Head(entry_seq, digest, str(entry.get("time", "")))
+        if on_entry is not None:
+            on_entry(entry)
+    if head is not None:
+        last = result.head.seq if result.head is not None else 0
+        if last < head.seq:
+            result.problems.append(
+                Problem(
+                    "tail",
+                    f"journal ends at entry {last} but entry {head.seq} was published: "
+                    "entries removed from the end",
+                )
+            )
+        elif seen_at.get(head.seq, head.hash) != head.hash:
+            result.problems.append(
+                Problem("tail", f"entry {head.seq} differs from the one published (rewritten)")
+            )
+    return result
+
+
+def _expiry_follows(journal: SignedJournal, link: object, seq: int) -> bool:
+    """The first kept entry follows entries removed by retention (a later expiry entry says so)."""
+    for _, _, _, entry in journal.entries():
+        if (
+            entry is not None
+            and entry.get("event") == EXPIRED
+            and entry.get("last_hash") == link
+            and entry.get("last_seq") == seq - 1
+        ):
+            return True
+    return False
+
+
+def _check_signature(
+    entry: dict[str, Any], keys: dict[str, PublicKey], where: str, result: Verification
+) -> None:
+    sig = entry.get("sig")
+    if sig is None:
+        result.unsigned += 1
+        result.problems.append(Problem(where, "entry is not signed (the key was unusable)"))
+        return
+    fingerprint = str(entry.get("key", ""))
+    key = keys.get(fingerprint)
+    if key is None:
+        result.problems.append(Problem(where, f"signed by an unknown key {fingerprint[:16]}"))
+        return
+    try:
+        signature = base64.b64decode(str(sig), validate=True)
+    except ValueError:
+        result.problems.append(Problem(where, "signature is not base64"))
+        return
+    if not key.verify(signature, signed_part(entry)):
+        result.problems.append(Problem(where, "signature does not match (entry altered)"))
+        return
+    result.keys.add(fingerprint)
+
+
+def _month(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m")
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut an incomplete last line (a write cut by a power failure, never reported done)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - _TAIL_READ)
+    data = os.pread(fd, size - start, start)
+    cut = data.rfind(b"\n")
+    os.ftruncate(fd, start + cut + 1 if cut >= 0 else start)
+
+
+def _last_entry(fd: int, size: int) -> Head | None:
+    start = max(0, size - _TAIL_READ)
+    data = os.pread(fd, size - start, start)
+    for raw in reversed(data.split(b"\n")):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue  # a torn last line (power cut): the chain goes on from the last whole one
+        if isinstance(value, dict) and isinstance(value.get("seq"), int):
+            return Head(value["seq"], entry_hash(value), str(value.get("time", "")))
+    return None
+
+
+def _file_head(path: Path) -> Head | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _last_entry(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
