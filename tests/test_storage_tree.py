@@ -7,7 +7,6 @@ Segments are real ffmpeg files; the damage is crafted into them byte by byte.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import sqlite3
