@@ -1,17 +1,26 @@
 """Turning what a source demuxes into clean packets: sane timestamps, marked continuations.
 
 Cameras and the RTSP demuxer produce things a muxer refuses: a picture split into two packets
-with the same timestamp (parameter sets sent apart from a slice), a first packet with no
-timestamp, timestamps that repeat, step back, or jump when the camera's clock is reset. Each
-track is repaired here, once, before the fan-out, so that every consumer sees strictly increasing
-decode times starting near zero at the start of the session (a split picture's second part is
-marked ``continuation`` and shares the first part's timestamps).
+with the same timestamp (parameter sets sent apart from a slice), several distinct pictures
+with one timestamp, a first packet with no timestamp, timestamps that repeat, step back, or
+jump when the camera's clock is reset. Each track is repaired here, once, before the fan-out,
+so that every consumer sees strictly increasing decode times starting near zero at the start of
+the session (a split picture's second part is marked ``continuation`` and shares the first
+part's timestamps).
+
+Whether a video packet with its predecessor's timestamp is more of the same picture or the next
+picture is read from the bitstream for H.264 and H.265 (:func:`_scan`), never assumed from the
+timestamp: a signing camera was seen stamping six P pictures alike after its first keyframe,
+and merging them into one MP4 sample made FFmpeg reject them (``Frame num change``) and broke
+the camera's signature, which covers every NAL unit in order. Bytes are never changed here:
+only which packets form one sample, and the timestamps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -54,21 +63,49 @@ class _TrackState:
     frame_duration: int = 0
     repaired: int = 0
     discontinuities: int = 0
+    hevc: bool | None = None
+    """How this track's access units are told apart: H.264 (False), H.265 (True), or by the
+    timestamp alone (None: a codec whose bitstream is not read here)."""
+    unit: bytes | None = None
+    """The packet that opened the access unit last returned (a reference, not a copy)."""
+    unit_slice: bool | None = None
+    """Whether that access unit holds a slice yet (None: not looked at yet)."""
+    moved: bool = False
+    """The previous packet was a picture moved off its predecessor's timestamps."""
+    frozen: bool = False
+    """The camera stamped more than MAX_JUMP_SECONDS of pictures alike (logged once)."""
 
 
 class Normalizer:
     """Per-session repair of one camera's packets. Not thread-safe: one source thread owns it.
 
     Nothing is held back: a packet is repaired and returned as soon as it is demuxed. A video
-    packet with the same timestamp as the previous one (a picture the camera split in two) is
-    returned as a ``continuation`` of it.
+    packet with the same timestamp as the previous one is returned as a ``continuation`` of it
+    when it is more of the same picture (parameter sets sent apart from their slice, a picture
+    sliced into several packets); when its bitstream opens a new picture, it is a picture of its
+    own, moved one frame interval after its predecessor (dts and pts alike). H.264 and H.265
+    packets are read as Annex B (what FFmpeg's RTP depacketisers and libx264 give); any other
+    codec or layout keeps the old rule: the same timestamp is the same picture.
+
+    One frame interval, not one tick: pictures a tick apart are distinct in the MP4 but not to
+    a player or to ``ffmpeg``, which put them on a grid of the frame rate (``ffmpeg -i FILE -f
+    null -`` reports them as non-monotonic timestamps). Where the camera's clock went on at its
+    frame rate past the pictures it stamped alike, the moved pictures land exactly on the
+    frames it skipped. Where its next timestamp comes earlier than a moved picture, that
+    packet is put one tick after it, as any timestamp that steps back, and the timeline has
+    caught up with the camera's within as many pictures as were moved. A camera whose clock
+    stands still gets a timeline at its frame rate, never more than MAX_JUMP_SECONDS ahead of
+    its own.
     """
 
     def __init__(self, tracks: tuple[Track, ...], *, camera_id: str) -> None:
         self._camera_id = camera_id
         self._tracks = {
             t.index: _TrackState(
-                t, tick=float(t.time_base), max_jump=round(MAX_JUMP_SECONDS / t.time_base)
+                t,
+                tick=float(t.time_base),
+                max_jump=round(MAX_JUMP_SECONDS / t.time_base),
+                hevc=_BITSTREAMS.get(t.codec) if t.kind == "video" else None,
             )
             for t in tracks
         }
@@ -89,12 +126,14 @@ class Normalizer:
         if state is None:
             return None
         track = state.track
-        if (
+        repeat = (
             track.kind == "video"
             and raw.dts is not None
             and raw.dts == state.last_raw
             and state.last_out is not None
-        ):
+        )
+        if repeat and _same_access_unit(state, raw.data):
+            assert state.last_out is not None
             return self._packet(state, raw, state.last_out, state.last_pts, continuation=True)
         guess = state.frame_duration or raw.duration or _default_duration(track)
         dts_in = raw.dts if raw.dts is not None else raw.pts
@@ -129,19 +168,48 @@ class Normalizer:
                     track.kind,
                     float(step * tb),
                 )
-            elif step > 0:
-                state.frame_duration = step
+            elif step > 0 and not state.moved:
+                state.frame_duration = step  # (after moved pictures, it spans several)
         dts = dts_in + state.offset
-        if state.last_out is not None and dts <= state.last_out:
+        pts = pts_in + state.offset
+        if repeat:
+            # The next picture, with its predecessor's timestamps: one frame interval after
+            # it, pts moved alike (see the class's docstring).
+            assert state.last_out is not None
+            state.repaired += 1
+            lead = state.last_out + guess - dts
+            if lead > state.max_jump:
+                self._frozen(state, lead)
+            pts += lead
+            dts += lead
+        elif state.last_out is not None and dts <= state.last_out:
             state.repaired += 1
             dts = state.last_out + 1
+        state.moved = repeat
         state.last_in = dts_in
         state.last_raw = raw.dts
-        return self._emit(state, raw, dts, max(pts_in + state.offset, dts))
+        return self._emit(state, raw, dts, max(pts, dts))
+
+    def _frozen(self, state: _TrackState, lead: int) -> None:
+        """More than MAX_JUMP_SECONDS of pictures stamped alike (a frozen camera clock): the
+        camera's timestamps are followed again from here, as after a jump, so that once its
+        clock moves again the timeline is never more than that ahead of it."""
+        state.offset += lead
+        state.discontinuities += 1
+        if not state.frozen:
+            state.frozen = True
+            log.warning(
+                "camera %s: more than %g s of pictures share one timestamp; continuing the "
+                "timeline at the frame rate",
+                self._camera_id,
+                MAX_JUMP_SECONDS,
+            )
 
     def _emit(self, state: _TrackState, raw: RawPacket, dts: int, pts: int) -> Packet:
         state.last_out = dts
         state.last_pts = pts
+        if state.hevc is not None:
+            state.unit, state.unit_slice = raw.data, None
         return self._packet(state, raw, dts, pts, continuation=False)
 
     def _packet(
@@ -166,7 +234,12 @@ class Normalizer:
 
 class AccessUnitJoiner:
     """Joins continuation packets back to the packet they continue, for muxers that need
-    whole access units (the recorder's MP4). Holds each video packet until the next one."""
+    whole access units (the recorder's MP4). Holds each video packet until the next one.
+
+    Which packets continue a picture is the :class:`Normalizer`'s decision (``continuation``),
+    read from the bitstream for H.264 and H.265; the joiner only concatenates them, bytes
+    unchanged and in order.
+    """
 
     def __init__(self) -> None:
         self._pending: dict[int, Packet] = {}
@@ -194,6 +267,111 @@ class AccessUnitJoiner:
         out = list(self._pending.values())
         self._pending.clear()
         return out
+
+
+# -- telling access units apart (H.264 7.4.1.2.3, H.265 7.4.2.4.4) ----------------------------
+
+_BITSTREAMS = {"h264": False, "hevc": True}
+"""Codecs whose access units are told apart by their NAL units: is it H.265."""
+
+_OTHER, _OPENER, _SLICE, _FIRST_SLICE = range(4)
+"""What a NAL unit says about access units: nothing; it opens the next access unit if it follows
+a picture's slice (AUD, parameter sets, SEI...); a slice of a picture; a picture's first slice."""
+
+_H264_SLICES = frozenset({1, 2, 3, 4, 5})
+"""VCL NAL units: slices (1, 5) and slice data partitions A, B, C (2, 3, 4)."""
+_H264_SLICE_HEADERS = frozenset({1, 2, 5})
+"""The VCL NAL units that open with a slice header (partitions B and C follow their A)."""
+_H264_OPENERS = frozenset({6, 7, 8, 9, 14, 15, 16, 17, 18})
+"""SEI, SPS, PPS, access unit delimiter, prefix NAL unit, subset SPS, reserved 16-18."""
+_HEVC_OPENERS = frozenset({32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)})
+"""VPS, SPS, PPS, access unit delimiter, prefix SEI, reserved 41-44, unspecified 48-55."""
+
+_START = b"\x00\x00\x01"
+
+
+def _annexb(data: bytes) -> bool:
+    return data.startswith(_START) or data.startswith(b"\x00" + _START)
+
+
+def _nal_headers(data: bytes) -> Iterator[int]:
+    """Offset of each NAL unit header of an Annex B packet, in order. The search for the next
+    start code stops wherever the caller stops: a picture's slice data is never scanned."""
+    find = data.find
+    start = find(_START)
+    while start >= 0:
+        header = start + 3
+        if header < len(data):
+            yield header
+        start = find(_START, header)
+
+
+def _role(data: bytes, at: int, hevc: bool) -> int:
+    """What the NAL unit whose header is at ``at`` says about access units.
+
+    A picture's first slice: H.264 ``first_mb_in_slice`` = 0, an exp-Golomb ue(v) whose code
+    for 0 is a single 1 bit, so the first bit after the one-byte header; H.265
+    ``first_slice_segment_in_pic_flag``, the first bit after the two-byte header (of the base
+    layer: slices of other layers belong to the same access unit).
+    """
+    header = data[at]
+    if not hevc:
+        kind = header & 0x1F
+        if kind in _H264_SLICES:
+            first = kind in _H264_SLICE_HEADERS and at + 1 < len(data) and data[at + 1] & 0x80
+            return _FIRST_SLICE if first else _SLICE
+        return _OPENER if kind in _H264_OPENERS else _OTHER
+    if at + 1 >= len(data):
+        return _OTHER
+    kind = (header >> 1) & 0x3F
+    base_layer = not (header & 1 or data[at + 1] & 0xF8)
+    if kind < 32:
+        first = base_layer and at + 2 < len(data) and data[at + 2] & 0x80
+        return _FIRST_SLICE if first else _SLICE
+    return _OPENER if base_layer and kind in _HEVC_OPENERS else _OTHER
+
+
+def _scan(data: bytes, hevc: bool, after_slice: bool) -> tuple[bool, bool]:
+    """(whether this packet begins the next access unit, whether it holds a slice), given
+    whether the access unit so far holds a slice (``after_slice``).
+
+    It begins the next one if, before its own first slice, it carries an AUD, a parameter set,
+    an SEI... or if that first slice is a picture's first, and the access unit so far already
+    holds a slice. Nothing after the packet's first slice is looked at: the parser that cut the
+    stream into packets (FFmpeg's, for RTSP) is not second-guessed within a packet.
+
+    H.264's frame_num is not compared: it needs the active SPS's ``log2_max_frame_num`` (so
+    every SPS and PPS tracked), two non-reference pictures in a row share it anyway, and a
+    picture whose first slice does not come first (arbitrary slice order, Baseline only) is
+    something FFmpeg's decoder does not take either. The two fields of an interlaced frame are
+    two access units (H.264 7.4.1.2): in two packets stamped alike, they become two samples.
+    """
+    for at in _nal_headers(data):
+        role = _role(data, at, hevc)
+        if role >= _SLICE:
+            return after_slice and role == _FIRST_SLICE, True
+        if role == _OPENER and after_slice:
+            return True, False
+    return False, False
+
+
+def _same_access_unit(state: _TrackState, data: bytes) -> bool:
+    """Whether a video packet with its predecessor's timestamp continues its access unit.
+
+    Only such packets are read (a new timestamp is a new picture without a look), so a camera
+    that never repeats a timestamp costs nothing here; a packet that is not Annex B H.264 or
+    H.265 continues, as the same timestamp always meant.
+    """
+    hevc, unit = state.hevc, state.unit
+    if hevc is None or unit is None or not _annexb(data) or not _annexb(unit):
+        return True
+    if state.unit_slice is None:
+        state.unit_slice = _scan(unit, hevc, False)[1]
+    opens, holds_slice = _scan(data, hevc, state.unit_slice)
+    if opens:
+        return False
+    state.unit_slice = state.unit_slice or holds_slice
+    return True
 
 
 def _default_duration(track: Track) -> int:
