@@ -189,6 +189,12 @@ def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
         "Unusable files moved to the quarantine folder since the daemon started.",
         value=usage.quarantined,
     )
+    yield GaugeMetricFamily(
+        P + "seal_error",
+        "1 while finished segments cannot be sealed (signing key missing or unreadable, journal "
+        "not writable): recording goes on, sealing catches up once fixed.",
+        value=1.0 if usage.seal_error else 0.0,
+    )
 
 
 def serve_metrics(host: str, port: int, snapshot: Callable[[], MetricsSnapshot]) -> bool:

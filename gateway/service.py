@@ -28,6 +28,7 @@ from gateway.forward.commands import CommandError, decode_mqtt_command, parse_co
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
 from gateway.integrity.box import Integrity, config_digest
+from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
 from gateway.memory import trim
 from gateway.metrics import MetricsSnapshot, serve_metrics
@@ -282,7 +283,25 @@ class Gateway:
             cameras=[handle.status for handle in self.cameras.values()],
             storage=self.storage.usage,
             clock_synchronized=clock_synchronized(),
+            seal=self.seal_heads(),
         )
+
+    def seal_heads(self) -> dict[str, Any] | None:
+        """What ``P/seal`` publishes; None when the journals cannot be read."""
+        integrity = self.integrity
+        try:
+            fingerprint: str | None = integrity.keys.signer().fingerprint
+        except SigningKeyError:
+            fingerprint = None
+        try:
+            return {
+                "key_fingerprint": fingerprint,
+                "audit": integrity.audit.head().as_dict(),
+                "cameras": {c: h.as_dict() for c, h in integrity.sealer.heads().items()},
+            }
+        except (JournalError, OSError) as exc:
+            log.debug("seal heads unavailable: %s", exc)
+            return None
 
     # -- reload --------------------------------------------------------------------------------
 

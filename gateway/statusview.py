@@ -92,6 +92,8 @@ def render_status(document: dict[str, Any]) -> str:
         lines.append(f"evicted: {evicted}")
         if storage["error"]:
             lines.append(f"! storage: {display(storage['error'])}")
+        if storage.get("seal_error"):
+            lines.append(f"! sealing: {display(storage['seal_error'])}")
     if document.get("mqtt_connected") is False:
         lines.append("! MQTT: not connected to the broker")
     return "\n".join(lines)
@@ -169,6 +171,7 @@ def status_document(
             "oldest": _iso(storage.oldest),
             "evictions": storage.evictions,
             "error": storage.error,
+            "seal_error": storage.seal_error,
         },
     }
 

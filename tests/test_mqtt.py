@@ -353,8 +353,43 @@ def test_the_deployed_acl_lets_only_the_centre_send_commands(tmp_path: Path, gat
             assert centre.events("command_rejected") == [], "the broker dropped the landlord's"
             centre.publish(f"{P}/cameras/hall/forward/set", too_long)
             wait_until(lambda: centre.events("command_rejected"), 10, "the centre's command")
+            wait_until(lambda: f"{P}/seal" in centre.retained, 10, "the box's seal heads")
         finally:
             centre.close()
             landlord.close()
     finally:
         broker.stop()
+
+
+def test_seal_heads_are_published_retained_and_match_the_journals(
+    tmp_path: Path, broker: Broker, gateway
+) -> None:
+    from helpers import cli
+
+    watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/seal")
+    try:
+        config = _config(tmp_path, broker, [_sim("hall")], storage={"segment_duration": "1s"})
+        gw = gateway(config)
+
+        def chained() -> bool:
+            if f"{P}/seal" not in watcher.retained:
+                return False
+            return watcher.json(f"{P}/seal")["cameras"].get("hall", {}).get("seq", 0) >= 2
+
+        wait_until(chained, 20, "the camera's chain head")
+        seal = watcher.json(f"{P}/seal")
+        assert len(seal["key_fingerprint"]) == 64
+        assert seal["audit"]["seq"] >= 2 and len(seal["audit"]["hash"]) == 64
+        assert all(retain for t, _, retain in watcher.messages if t == f"{P}/seal")
+        head = f"{seal['audit']['seq']}:{seal['audit']['hash']}"
+        checked = cli("audit", "verify", "--config", str(config), "--head", head)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert gw.stop() == 0
+        # What the centre holds exposes a journal cut back to before that head.
+        journal = next((tmp_path / "rec" / "audit").glob("audit-*.jsonl"))
+        lines = journal.read_text().splitlines()
+        journal.write_text("\n".join(lines[: seal["audit"]["seq"] - 1]) + "\n")
+        cut = cli("audit", "verify", "--config", str(config), "--head", head)
+        assert cut.returncode == 1 and "entries removed from the end" in cut.stdout, cut.stdout
+    finally:
+        watcher.close()

@@ -54,6 +54,7 @@ EXPIRED = "journal_expired"
 _TAIL_READ = 256 * 1024
 """Bytes read back from a file's end to find its last entry (an entry is well under 64 KiB)."""
 _MAX_LINE = 64 * 1024
+_RESERVED = frozenset({"seq", "time", "prev", "event", "key", "sig"})
 
 
 class JournalError(Exception):
@@ -105,6 +106,8 @@ class SignedJournal:
         self.retention = retention
         self._lock = threading.Lock()
         self._head: Head | None = None
+        self._head_stamp: tuple[str, int] | None = None
+        """(newest file, its size) when ``_head`` was read: another writer changes the size."""
         self.unsigned = 0
         """Entries written without a signature by this process (the key was unusable)."""
         self.last_key_error: str | None = None
@@ -113,6 +116,9 @@ class SignedJournal:
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one entry durably and return it; raise :class:`JournalError` if it cannot be."""
+        reserved = _RESERVED.intersection(fields)
+        if reserved:
+            raise ValueError(f"journal fields {sorted(reserved)} are set by the journal itself")
         now = time.time()
         with self._lock:
             try:
@@ -140,11 +146,13 @@ class SignedJournal:
                     raise JournalError(f"entry {event} is too large ({len(line)} bytes)")
                 _write_all(fd, line + b"\n")
                 os.fsync(fd)
+                size = os.fstat(fd).st_size
             except OSError as exc:
                 raise JournalError(f"cannot write {path}: {exc.strerror}") from None
             finally:
                 os.close(fd)
             self._head = Head(entry["seq"], entry_hash(entry), entry["time"])
+            self._head_stamp = (str(path), size)
         return entry
 
     def _sign(self, entry: dict[str, Any]) -> str | None:
@@ -215,12 +223,20 @@ class SignedJournal:
         return [self.folder / n for n in names]
 
     def head(self) -> Head:
-        if self._head is not None:
+        """The last entry (re-read when another process appended since)."""
+        files = self.files()
+        if not files:
+            return Head(0, GENESIS)
+        try:
+            stamp = (str(files[-1]), os.stat(files[-1]).st_size)
+        except OSError:
+            stamp = None
+        if self._head is not None and stamp is not None and stamp == self._head_stamp:
             return self._head
-        for path in reversed(self.files()):
+        for path in reversed(files):
             head = _file_head(path)
             if head is not None:
-                self._head = head
+                self._head, self._head_stamp = head, stamp
                 return head
         return Head(0, GENESIS)
 

@@ -6,6 +6,9 @@ Topics, with ``P = <topic_prefix>/<site_id>``:
 - ``P/cameras/<id>/status``: retained JSON, on every significant change and every
   ``status_interval``;
 - ``P/state``: retained JSON about the box;
+- ``P/seal``: retained JSON, the heads (sequence number and hash) of the audit journal and of
+  each camera's seal chain, and the key's fingerprint, on every change: the centre's copy lets
+  anyone detect a journal or chain cut short or rolled back on the box;
 - ``P/events``: JSON events, not retained, QoS 1;
 - ``P/cameras/<id>/forward/set``: forward commands, QoS 1.
 
@@ -60,6 +63,8 @@ class MqttView:
     cameras: list[CameraStatus]
     storage: StorageUsage | None
     clock_synchronized: bool | None
+    seal: dict[str, Any] | None = None
+    """Heads of the audit journal and of each camera's seal chain (see ``P/seal``)."""
 
 
 CommandHandler = Callable[[str, bytes], None]
@@ -89,6 +94,7 @@ class MqttPublisher:
         self._protocol = paho.MQTTv5
         self._client: paho.Client | None = None
         self._last: dict[str, tuple[Any, ...]] = {}
+        self._last_seal: dict[str, Any] | None = None
         self._last_sent: dict[str, float] = {}
         self._last_problem: str | None = None
         self._thread = threading.Thread(target=self._run, name="gateway:mqtt", daemon=True)
@@ -278,6 +284,13 @@ class MqttPublisher:
         ):
             self._last["state"] = marker
             self._last_sent["state"] = now
+        seal = view.seal
+        if (
+            seal is not None
+            and (everything or self._last_seal != seal)
+            and self._publish(self.topic("seal"), seal, retain=True)
+        ):
+            self._last_seal = seal
 
     def _publish_events(self) -> None:
         while (event := self._events.peek()) is not None:
