@@ -1,4 +1,5 @@
-"""The ``camera-gateway`` command line: run, demo, check-config, recordings list / reindex.
+"""The ``camera-gateway`` command line: run, demo, check-config, recordings, status, forward,
+and the evidence commands (export, verify, hold, audit, key: :mod:`gateway.evidence.cli`).
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -12,12 +13,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
-from gateway.clock import utc_iso
+from gateway.clock import parse_moment, utc_iso
 from gateway.config import Config, ConfigError, config_warnings, load_config
+from gateway.evidence.cli import add_commands, add_recordings_verify
 from gateway.logsetup import FIELDS, setup_logging
 from gateway.memory import limit_arenas
 from gateway.units import format_duration, format_size, parse_duration
@@ -88,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     reindex = rsub.add_parser("reindex", help="rebuild the index from the segment files")
     reindex.add_argument("--config", required=True, type=Path, metavar="FILE")
     reindex.set_defaults(handler=_recordings_reindex)
+    add_recordings_verify(rsub)
 
     status = sub.add_parser("status", help="cameras and storage of the running daemon")
     status.add_argument("--config", type=Path, metavar="FILE", help="to find the control socket")
@@ -95,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
 
+    _add_forward(sub)
+    add_commands(sub)
+    return parser
+
+
+def _add_forward(sub: Any) -> None:
     forward = sub.add_parser("forward", help="send a camera live to the supervision centre")
     fsub = forward.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = fsub.add_parser("start", help="start (or extend) a forward session")
@@ -115,7 +124,6 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--requested-by", metavar="NAME", help="who asks (journalled)")
         action.set_defaults(handler=_forward_command)
     fstatus.set_defaults(handler=_forward_status)
-    return parser
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -124,18 +132,9 @@ def _setup_logging(verbose: bool) -> None:
 
 def _moment(text: str) -> float:
     try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an ISO 8601 time nor a duration such as 2h"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return parse_moment(text, naive_is_utc=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _load(path: Path) -> Config:
@@ -291,6 +290,7 @@ def _recordings_list(args: argparse.Namespace) -> int:
 def _recordings_reindex(args: argparse.Namespace) -> int:
     import sqlite3
 
+    from gateway.integrity.box import Integrity
     from gateway.storage.index import Index
     from gateway.storage.quarantine import audit_journal
     from gateway.storage.recovery import rebuild_index
@@ -311,7 +311,9 @@ def _recordings_reindex(args: argparse.Namespace) -> int:
             raise StorageError("the daemon is running on this storage; stop it first") from None
         started = time.monotonic()
         # Built into a new file and swapped in: a failure leaves the previous index as it was.
-        report = rebuild_index(root, root / INDEX_NAME, journal=audit_journal(config.audit.path))
+        report = rebuild_index(
+            root, root / INDEX_NAME, journal=audit_journal(Integrity.of(config).audit)
+        )
         index = Index(root / INDEX_NAME, readonly=True)
         try:
             count, total, _ = index.totals()

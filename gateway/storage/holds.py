@@ -34,6 +34,8 @@ from gateway.units import format_size
 __all__ = ["HOLDS_NAME", "Hold", "HoldError", "HoldStore"]
 
 HOLDS_NAME = "holds.json"
+TEMPORARY_HOLD = 6 * 3600.0
+"""An export's own hold lasts at most this long, should the export die without releasing it."""
 
 
 class HoldError(Exception):
@@ -135,7 +137,7 @@ class HoldStore:
             start=start,
             end=end,
             placed_at=now,
-            expires=now + self.max_age,
+            expires=now + (TEMPORARY_HOLD if temporary else self.max_age),
             placed_by=placed_by,
             reason=reason,
             temporary=temporary,

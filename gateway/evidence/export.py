@@ -1,0 +1,385 @@
+"""Exporting footage as evidence: cameras × range → a signed package, journalled and held.
+
+An export, whether run by the command line on a stopped box or by the daemon for the control
+socket:
+
+1. checks the request (known cameras, end after start, an operator and a reason) and that the
+   range holds recordings (else says where the nearest ones are);
+2. takes a temporary hold on the source segments, so retention cannot remove them meanwhile;
+3. checks each source against its seal, copies the clips (stream copy), writes the manifest
+   and signs it, all under a temporary name;
+4. journals the export (who, why, case, range, cameras, the manifest's hash) — an export that
+   cannot be journalled is not delivered — then renames the package to its final name;
+5. places a lasting hold under the case reference (subject to the holds' budget: refused
+   with a reason, the package is delivered anyway), and drops the temporary one.
+
+Nothing is written under the output name unless all of it succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from gateway import __version__
+from gateway.audit import AuditError
+from gateway.clock import clock_synchronized, utc_iso
+from gateway.config import Config
+from gateway.evidence.clip import Clip, ClipError, ClipSource, runs, write_clip
+from gateway.evidence.package import PackageWriter, file_sha256
+from gateway.evidence.selection import gaps_in, nearest, select
+from gateway.integrity.box import Integrity
+from gateway.integrity.keys import Signer, SigningKeyError
+from gateway.integrity.seal import ChainRecord
+from gateway.storage.holds import Hold, HoldError
+from gateway.storage.index import Index, IndexedSegment
+from gateway.text import check_text
+
+__all__ = ["ExportError", "ExportRequest", "ExportResult", "Line", "run_export"]
+
+log = logging.getLogger(__name__)
+
+MIN_WIDTH, MIN_HEIGHT = 704, 576
+"""Smallest picture the arrêté of 3 August 2007 accepts (4CIF); a smaller clip is flagged."""
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text.strip()
+
+
+Line = Annotated[str, AfterValidator(check_text), AfterValidator(_not_blank)]
+
+
+class ExportRequest(BaseModel):
+    """What an officer or the landlord asks for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cameras: tuple[Annotated[str, StringConstraints(min_length=1, max_length=32)], ...] = Field(
+        min_length=1, max_length=64
+    )
+    start: float = Field(ge=0, le=1e11, allow_inf_nan=False)
+    end: float = Field(ge=0, le=1e11, allow_inf_nan=False)
+    output: Path
+    operator: Annotated[Line, StringConstraints(max_length=200)]
+    reason: Annotated[Line, StringConstraints(max_length=500)]
+    case: Annotated[Line, StringConstraints(max_length=100)] | None = None
+
+
+class ExportError(Exception):
+    """The export was refused or failed; nothing was written under the output name."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class ExportResult:
+    output: Path
+    manifest_sha256: str
+    files: list[dict[str, Any]]
+    hold: Hold | None
+    hold_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output),
+            "manifest_sha256": self.manifest_sha256,
+            "files": self.files,
+            "hold": self.hold.as_dict() if self.hold is not None else None,
+            "hold_error": self.hold_error,
+            "warnings": self.warnings,
+        }
+
+
+def run_export(
+    request: ExportRequest,
+    *,
+    config: Config,
+    index: Index,
+    integrity: Integrity,
+    tz: tzinfo,
+    requested_via: str,
+    on_progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    known = {c.id for c in config.cameras} | set(integrity.sealer.cameras())
+    for camera in request.cameras:
+        if camera not in known:
+            raise ExportError(f"unknown camera {camera!r}")
+    if not request.end > request.start:
+        raise ExportError("the end of the range must be after its start")
+    output = request.output
+    if not output.is_absolute():
+        raise ExportError(f"output {output} must be an absolute path")
+    if os.path.lexists(output):
+        raise ExportError(f"output {output} already exists: nothing written")
+    if not output.parent.is_dir():
+        raise ExportError(f"output folder {output.parent} does not exist")
+    try:
+        signer = integrity.keys.signer()
+    except SigningKeyError as exc:
+        raise ExportError(f"cannot sign the package: {exc.reason}") from None
+    cameras = list(dict.fromkeys(request.cameras))
+    chosen = {camera: select(index, camera, request.start, request.end) for camera in cameras}
+    if not any(chosen.values()):
+        where = "; ".join(
+            f"camera {c}: {nearest(index, c, request.start, request.end)}" for c in cameras
+        )
+        raise ExportError(
+            f"no recording from {utc_iso(request.start)} to {utc_iso(request.end)}: {where}"
+        )
+    holds = integrity.holds
+    try:
+        temporary, _ = holds.place(
+            index,
+            case=request.case or "export",
+            cameras=[c for c in cameras if chosen[c]],
+            start=request.start,
+            end=request.end,
+            placed_by=request.operator,
+            reason=f"export in progress: {request.reason}",
+            temporary=True,
+        )
+    except HoldError as exc:
+        raise ExportError(f"cannot hold the sources during the export: {exc.reason}") from None
+    job = _Job(request, cameras, chosen, config, index, integrity, signer, tz, requested_via)
+    try:
+        return job.run(on_progress)
+    finally:
+        try:
+            holds.release(temporary.id)
+        except HoldError as exc:
+            log.error("export: temporary hold %s not released: %s", temporary.id, exc.reason)
+
+
+@dataclass(slots=True)
+class _Job:
+    request: ExportRequest
+    cameras: list[str]
+    chosen: dict[str, list[IndexedSegment]]
+    config: Config
+    index: Index
+    integrity: Integrity
+    signer: Signer
+    tz: tzinfo
+    requested_via: str
+
+    def run(self, on_progress: Callable[[str], None] | None) -> ExportResult:
+        result = _export(self, on_progress)
+        result.hold, result.hold_error = _lasting_hold(self, result.manifest_sha256)
+        return result
+
+
+def _export(job: _Job, on_progress: Callable[[str], None] | None) -> ExportResult:
+    request, cameras, chosen, config = job.request, job.cameras, job.chosen, job.config
+    integrity, signer, tz, requested_via = job.integrity, job.signer, job.tz, job.requested_via
+    root = config.storage.path
+    warnings: list[str] = []
+    try:
+        package = PackageWriter.create(request.output)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write to {request.output.parent}: {exc.strerror or exc}"
+        ) from None
+    try:
+        camera_entries: list[dict[str, Any]] = []
+        files: list[dict[str, Any]] = []
+        for camera in cameras:
+            segments = chosen[camera]
+            chain = integrity.sealer.records(camera)
+            sources = [_source(root, s, chain, warnings) for s in segments]
+            gaps = gaps_in(camera, segments, request.start, request.end, chain)
+            clips: list[Clip] = []
+            if segments:
+                groups = runs([ClipSource(root / s.path, s.start) for s in segments])
+                for n, group in enumerate(groups, 1):
+                    name = f"{camera}.mp4" if n == 1 else f"{camera}-{n}.mp4"
+                    if on_progress is not None:
+                        on_progress(f"camera {camera}: writing {name}")
+                    clip = write_clip(
+                        group, request.start, request.end, package.path(name), tz=tz, label=camera
+                    )
+                    clips.append(clip)
+                    files.append(_file_entry(camera, clip))
+                    if clip.width * clip.height < MIN_WIDTH * MIN_HEIGHT:
+                        warnings.append(
+                            f"{name}: {clip.width}x{clip.height} is below the 704x576 minimum "
+                            "of the arrêté of 3 August 2007"
+                        )
+            camera_entries.append(
+                {
+                    "camera": camera,
+                    "actual": _range(clips),
+                    "gaps": [g.as_dict() for g in gaps],
+                    "sources": sources,
+                    "clock_synced": _all_synced(segments),
+                    "files": [c.path.name for c in clips],
+                }
+            )
+            if not segments:
+                warnings.append(f"camera {camera}: no recording in the range")
+        actual = _range_of([c["actual"] for c in camera_entries if c["actual"]])
+        manifest = {
+            "format": "camera-gateway-export/1",
+            "site": config.site_id,
+            "box": {"hostname": socket.gethostname(), "key_fingerprint": signer.fingerprint},
+            "software": f"camera-gateway {__version__}",
+            "created": utc_iso(time.time()),
+            "created_clock_synced": clock_synchronized(),
+            "operator": request.operator,
+            "reason": request.reason,
+            "case": request.case,
+            "requested_via": requested_via,
+            "requested": {"start": utc_iso(request.start), "end": utc_iso(request.end)},
+            "actual": actual,
+            "cameras": camera_entries,
+            "files": files,
+            "warnings": warnings,
+        }
+        manifest_sha = package.seal(manifest, signer, [f["name"] for f in files])
+        entry = {
+            "operator": request.operator,
+            "reason": request.reason,
+            "case": request.case,
+            "cameras": cameras,
+            "start": utc_iso(request.start),
+            "end": utc_iso(request.end),
+            "output": str(request.output),
+            "manifest_sha256": manifest_sha,
+            "files": {f["name"]: f["sha256"] for f in files},
+            "via": requested_via,
+        }
+        try:
+            integrity.audit.append("export", **entry)
+        except AuditError as exc:
+            raise ExportError(
+                f"the export cannot be journalled ({exc}); nothing delivered"
+            ) from None
+        package.commit()
+    except ClipError as exc:
+        package.abort()
+        raise ExportError(exc.reason) from None
+    except OSError as exc:
+        package.abort()
+        raise ExportError(f"export to {request.output} failed: {exc.strerror or exc}") from None
+    except BaseException:
+        package.abort()
+        raise
+    return ExportResult(request.output, manifest_sha, files, None, None, warnings)
+
+
+def _lasting_hold(job: _Job, manifest_sha: str) -> tuple[Hold | None, str | None]:
+    request, cameras, chosen, integrity = job.request, job.cameras, job.chosen, job.integrity
+    index = job.index
+    try:
+        hold, added = integrity.holds.place(
+            index,
+            case=request.case or f"export {manifest_sha[:12]}",
+            cameras=[c for c in cameras if chosen[c]],
+            start=request.start,
+            end=request.end,
+            placed_by=request.operator,
+            reason=request.reason,
+        )
+    except HoldError as exc:
+        return None, exc.reason
+    try:
+        integrity.audit.append("hold_placed", **_hold_entry(hold, added), export=manifest_sha)
+    except AuditError as exc:
+        integrity.holds.release(hold.id)
+        return None, f"the hold cannot be journalled ({exc}); not placed"
+    return hold, None
+
+
+def _hold_entry(hold: Hold, added: int) -> dict[str, Any]:
+    return {
+        "hold": hold.id,
+        "case": hold.case,
+        "cameras": list(hold.cameras),
+        "start": utc_iso(hold.start),
+        "end": utc_iso(hold.end),
+        "expires": utc_iso(hold.expires),
+        "placed_by": hold.placed_by,
+        "reason": hold.reason,
+        "bytes": added,
+    }
+
+
+def _source(
+    root: Path, segment: IndexedSegment, chain: dict[str, ChainRecord], warnings: list[str]
+) -> dict[str, Any]:
+    record = chain.get(segment.path)
+    sha = file_sha256(root / segment.path)
+    if record is None:
+        seal = "unsealed"
+        warnings.append(f"{segment.path}: not sealed yet (its hash is the one read now)")
+    elif record.sha256 == sha:
+        seal = "ok"
+    else:
+        seal = "altered"
+        warnings.append(f"{segment.path}: differs from what was sealed when it was recorded")
+    return {
+        "path": segment.path,
+        "start": utc_iso(segment.start),
+        "end": utc_iso(segment.end),
+        "bytes": segment.bytes,
+        "sha256": sha,
+        "sealed_sha256": record.sha256 if record is not None else None,
+        "chain_seq": record.seq if record is not None else None,
+        "seal": seal,
+        "flags": sorted(segment.flags),
+        "clock_synced": segment.clock_synced,
+    }
+
+
+def _file_entry(camera: str, clip: Clip) -> dict[str, Any]:
+    return {
+        "name": clip.path.name,
+        "camera": camera,
+        "sha256": file_sha256(clip.path),
+        "bytes": clip.path.stat().st_size,
+        "codec": clip.codec,
+        "width": clip.width,
+        "height": clip.height,
+        "fps": clip.fps,
+        "frames": clip.frames,
+        "has_audio": clip.has_audio,
+        "start": utc_iso(clip.start),
+        "end": utc_iso(clip.end),
+        "sources": [str(p.name) for p in clip.sources],
+    }
+
+
+def _range(clips: list[Clip]) -> dict[str, str] | None:
+    if not clips:
+        return None
+    return {
+        "start": utc_iso(min(c.start for c in clips)),
+        "end": utc_iso(max(c.end for c in clips)),
+    }
+
+
+def _range_of(ranges: list[dict[str, str]]) -> dict[str, str] | None:
+    if not ranges:
+        return None
+    return {"start": min(r["start"] for r in ranges), "end": max(r["end"] for r in ranges)}
+
+
+def _all_synced(segments: list[IndexedSegment]) -> bool | None:
+    values = [s.clock_synced for s in segments]
+    if not values or any(v is None for v in values):
+        return None
+    return all(values)
