@@ -51,6 +51,7 @@ RETENTION_INTERVAL = 1.0
 SEAL_BYTES_PER_TURN = 256 * 1024 * 1024
 """Bytes of unhashed segments (repaired, or found by a rebuild) read per storage turn: about
 half a second of disk, so retention and indexing go on between."""
+JOURNAL_EXPIRY_INTERVAL = 3600.0
 STUCK_AFTER = 5.0
 """Seconds inside one disk operation after which the storage counts as not answering (a dying
 SD card, a hung mount): reported as a storage error, while live forwarding goes on."""
@@ -89,6 +90,7 @@ class Storage:
         self.sealer = sealer
         self.holds = holds
         self._last_held: list[HeldRange] | None = None
+        self._next_expiry = 0.0
         self._audit = audit
         self._seal_error: str | None = None
         self._chain_records: dict[str, dict[str, ChainRecord]] = {}
@@ -452,6 +454,7 @@ class Storage:
             self._flush_pending()
             self._seal_pending()
             self.enforce_now()
+            self._expire_journals()
             if self._error is not None:
                 log.info("storage %s is usable again", self.root)
                 if self._events is not None:
@@ -469,6 +472,22 @@ class Storage:
                 self._events.emit("storage_error", reason=reason)
             self._error = reason
             self._refresh()
+
+    def _expire_journals(self) -> None:
+        """Once an hour: remove the months of the audit journal and of the seal chains that are
+        older than ``audit.retention`` (each removal is journalled)."""
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + JOURNAL_EXPIRY_INTERVAL
+        try:
+            if self._audit is not None:
+                for path in self._audit.journal.expire():
+                    log.info("audit journal: %s is past audit.retention, removed", path.name)
+            if self.sealer is not None:
+                self.sealer.expire()
+        except JournalError as exc:
+            log.error("journal retention: %s", exc.reason)
 
     # -- holds -----------------------------------------------------------------------------
 
