@@ -22,7 +22,7 @@ import av
 import pytest
 from helpers import decode_errors, ffprobe, tmpfs
 
-from gateway.evidence.clip import Clip, ClipError, ClipSource, runs, write_clip
+from gateway.evidence.clip import Clip, ClipError, ClipSource, runs, write_clip, write_clips
 
 T0 = datetime(2026, 12, 2, 10, 15, 0, tzinfo=UTC).timestamp()
 """Wall start of the first segment: 11:15:00 CET."""
@@ -423,6 +423,24 @@ def test_runs_split_the_sources_where_the_resolution_changes(
     # One clip per run is fine.
     clip = write_clip(sources[2:3], T0 + 1, T0 + 5, tmp_path / "wide.mp4")
     assert (clip.width, clip.height) == (640, 480)
+
+
+def test_write_clips_writes_one_playable_clip_per_run_opening_each_source_once(
+    h264: list[Path], media: Path, tmp_path: Path
+) -> None:
+    wide = encode(media / "wide.mp4", 4.0, size="640x480")
+    sources = [
+        ClipSource(h264[0], T0),
+        ClipSource(h264[1], T0 + 2),
+        ClipSource(wide, T0 + 4),
+        ClipSource(h264[3], T0 + 8),
+    ]
+    clips = write_clips(sources, T0 + 1, T0 + 9, lambda n: tmp_path / f"part-{n}.mp4")
+    assert [c.path.name for c in clips] == ["part-1.mp4", "part-2.mp4", "part-3.mp4"]
+    assert [(c.width, c.height) for c in clips] == [(320, 240), (640, 480), (320, 240)]
+    for clip in clips:
+        assert decode_errors(clip.path) == "", clip.path.name
+    assert clips[1].start == pytest.approx(T0 + 4, abs=0.1)  # x264 B-frames: shown 80 ms on
 
 
 def test_a_missing_source_is_an_error_naming_it(h264: list[Path], tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -34,7 +35,7 @@ from gateway import __version__
 from gateway.audit import AuditError
 from gateway.clock import clock_synchronized, utc_iso
 from gateway.config import Config
-from gateway.evidence.clip import Clip, ClipError, ClipSource, runs, write_clip
+from gateway.evidence.clip import Clip, ClipError, ClipSource, write_clips
 from gateway.evidence.package import PackageWriter, file_sha256
 from gateway.evidence.selection import gaps_in, nearest, select
 from gateway.integrity.box import Integrity
@@ -184,86 +185,24 @@ class _Job:
 
 
 def _export(job: _Job, on_progress: Callable[[str], None] | None) -> ExportResult:
-    request, cameras, chosen, config = job.request, job.cameras, job.chosen, job.config
-    integrity, signer, tz, requested_via = job.integrity, job.signer, job.tz, job.requested_via
-    root = config.storage.path
-    warnings: list[str] = []
+    request = job.request
     try:
         package = PackageWriter.create(request.output)
     except OSError as exc:
         raise ExportError(
             f"cannot write to {request.output.parent}: {exc.strerror or exc}"
         ) from None
+    # Hashing (the sources against their seals, each clip once written) runs on a thread beside
+    # the copy: hashlib lets go of the interpreter lock, and a box has two cores.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway:export-hash")
     try:
-        camera_entries: list[dict[str, Any]] = []
-        files: list[dict[str, Any]] = []
-        for camera in cameras:
-            segments = chosen[camera]
-            chain = integrity.sealer.records(camera)
-            sources = [_source(root, s, chain, warnings) for s in segments]
-            gaps = gaps_in(camera, segments, request.start, request.end, chain)
-            clips: list[Clip] = []
-            if segments:
-                groups = runs([ClipSource(root / s.path, s.start) for s in segments])
-                for n, group in enumerate(groups, 1):
-                    name = f"{camera}.mp4" if n == 1 else f"{camera}-{n}.mp4"
-                    if on_progress is not None:
-                        on_progress(f"camera {camera}: writing {name}")
-                    clip = write_clip(
-                        group, request.start, request.end, package.path(name), tz=tz, label=camera
-                    )
-                    clips.append(clip)
-                    files.append(_file_entry(camera, clip))
-                    if clip.width * clip.height < MIN_WIDTH * MIN_HEIGHT:
-                        warnings.append(
-                            f"{name}: {clip.width}x{clip.height} is below the 704x576 minimum "
-                            "of the arrêté of 3 August 2007"
-                        )
-            camera_entries.append(
-                {
-                    "camera": camera,
-                    "actual": _range(clips),
-                    "gaps": [g.as_dict() for g in gaps],
-                    "sources": sources,
-                    "clock_synced": _all_synced(segments),
-                    "files": [c.path.name for c in clips],
-                }
-            )
-            if not segments:
-                warnings.append(f"camera {camera}: no recording in the range")
-        actual = _range_of([c["actual"] for c in camera_entries if c["actual"]])
-        manifest = {
-            "format": "camera-gateway-export/1",
-            "site": config.site_id,
-            "box": {"hostname": socket.gethostname(), "key_fingerprint": signer.fingerprint},
-            "software": f"camera-gateway {__version__}",
-            "created": utc_iso(time.time()),
-            "created_clock_synced": clock_synchronized(),
-            "operator": request.operator,
-            "reason": request.reason,
-            "case": request.case,
-            "requested_via": requested_via,
-            "requested": {"start": utc_iso(request.start), "end": utc_iso(request.end)},
-            "actual": actual,
-            "cameras": camera_entries,
-            "files": files,
-            "warnings": warnings,
-        }
-        manifest_sha = package.seal(manifest, signer, [f["name"] for f in files])
-        entry = {
-            "operator": request.operator,
-            "reason": request.reason,
-            "case": request.case,
-            "cameras": cameras,
-            "start": utc_iso(request.start),
-            "end": utc_iso(request.end),
-            "output": str(request.output),
-            "manifest_sha256": manifest_sha,
-            "files": {f["name"]: f["sha256"] for f in files},
-            "via": requested_via,
-        }
+        work = _Work(job, package, hasher, on_progress)
+        cameras = [work.camera(camera) for camera in job.cameras]
+        files = [_file_entry(camera, clip, sha.result()) for camera, clip, sha in work.written]
+        manifest = _manifest(job, cameras, files, work.warnings)
+        manifest_sha = package.seal(manifest, job.signer, [f["name"] for f in files])
         try:
-            integrity.audit.append("export", **entry)
+            job.integrity.audit.append("export", **_export_entry(job, manifest_sha, files))
         except AuditError as exc:
             raise ExportError(
                 f"the export cannot be journalled ({exc}); nothing delivered"
@@ -278,7 +217,113 @@ def _export(job: _Job, on_progress: Callable[[str], None] | None) -> ExportResul
     except BaseException:
         package.abort()
         raise
-    return ExportResult(request.output, manifest_sha, files, None, None, warnings)
+    finally:
+        hasher.shutdown(cancel_futures=True)
+    return ExportResult(request.output, manifest_sha, files, None, None, work.warnings)
+
+
+class _Work:
+    """The clips of one export, camera by camera, and what was found on the way."""
+
+    def __init__(
+        self,
+        job: _Job,
+        package: PackageWriter,
+        hasher: ThreadPoolExecutor,
+        on_progress: Callable[[str], None] | None,
+    ) -> None:
+        self.job = job
+        self.package = package
+        self.hasher = hasher
+        self.on_progress = on_progress
+        self.root = job.config.storage.path
+        self.warnings: list[str] = []
+        self.written: list[tuple[str, Clip, Future[str]]] = []
+        self.digests = {
+            s.path: hasher.submit(file_sha256, self.root / s.path)
+            for c in job.cameras
+            for s in job.chosen[c]
+        }
+
+    def camera(self, camera: str) -> dict[str, Any]:
+        request, segments = self.job.request, self.job.chosen[camera]
+        chain = self.job.integrity.sealer.records(camera)
+        clips: list[Clip] = []
+        if segments:
+            if self.on_progress is not None:
+                self.on_progress(f"camera {camera}: writing its clip")
+            clips = write_clips(
+                [ClipSource(self.root / s.path, s.start) for s in segments],
+                request.start,
+                request.end,
+                lambda n: self.package.path(f"{camera}.mp4" if n == 1 else f"{camera}-{n}.mp4"),
+                tz=self.job.tz,
+                label=camera,
+            )
+            for clip in clips:
+                self._written(camera, clip)
+        else:
+            self.warnings.append(f"camera {camera}: no recording in the range")
+        sources = [
+            _source(s, self.digests[s.path].result(), chain, self.warnings) for s in segments
+        ]
+        return {
+            "camera": camera,
+            "actual": _range(clips),
+            "gaps": [
+                g.as_dict() for g in gaps_in(camera, segments, request.start, request.end, chain)
+            ],
+            "sources": sources,
+            "clock_synced": _all_synced(segments),
+            "files": [c.path.name for c in clips],
+        }
+
+    def _written(self, camera: str, clip: Clip) -> None:
+        self.written.append((camera, clip, self.hasher.submit(file_sha256, clip.path)))
+        if clip.width * clip.height < MIN_WIDTH * MIN_HEIGHT:
+            self.warnings.append(
+                f"{clip.path.name}: {clip.width}x{clip.height} is below the 704x576 minimum "
+                "of the arrêté of 3 August 2007"
+            )
+
+
+def _manifest(
+    job: _Job, cameras: list[dict[str, Any]], files: list[dict[str, Any]], warnings: list[str]
+) -> dict[str, Any]:
+    request = job.request
+    return {
+        "format": "camera-gateway-export/1",
+        "site": job.config.site_id,
+        "box": {"hostname": socket.gethostname(), "key_fingerprint": job.signer.fingerprint},
+        "software": f"camera-gateway {__version__}",
+        "created": utc_iso(time.time()),
+        "created_clock_synced": clock_synchronized(),
+        "operator": request.operator,
+        "reason": request.reason,
+        "case": request.case,
+        "requested_via": job.requested_via,
+        "requested": {"start": utc_iso(request.start), "end": utc_iso(request.end)},
+        "actual": _range_of([c["actual"] for c in cameras if c["actual"]]),
+        "cameras": cameras,
+        "files": files,
+        "warnings": warnings,
+    }
+
+
+def _export_entry(job: _Job, manifest_sha: str, files: list[dict[str, Any]]) -> dict[str, Any]:
+    request = job.request
+    return {
+        "operator": request.operator,
+        "reason": request.reason,
+        "case": request.case,
+        "cameras": job.cameras,
+        "start": utc_iso(request.start),
+        "end": utc_iso(request.end),
+        "output": str(request.output),
+        "manifest_sha256": manifest_sha,
+        "files": {f["name"]: f["sha256"] for f in files},
+        "via": job.requested_via,
+    }
 
 
 def _lasting_hold(job: _Job, manifest_sha: str) -> tuple[Hold | None, str | None]:
@@ -319,10 +364,9 @@ def _hold_entry(hold: Hold, added: int) -> dict[str, Any]:
 
 
 def _source(
-    root: Path, segment: IndexedSegment, chain: dict[str, ChainRecord], warnings: list[str]
+    segment: IndexedSegment, sha: str, chain: dict[str, ChainRecord], warnings: list[str]
 ) -> dict[str, Any]:
     record = chain.get(segment.path)
-    sha = file_sha256(root / segment.path)
     if record is None:
         seal = "unsealed"
         warnings.append(f"{segment.path}: not sealed yet (its hash is the one read now)")
@@ -345,11 +389,11 @@ def _source(
     }
 
 
-def _file_entry(camera: str, clip: Clip) -> dict[str, Any]:
+def _file_entry(camera: str, clip: Clip, sha: str) -> dict[str, Any]:
     return {
         "name": clip.path.name,
         "camera": camera,
-        "sha256": file_sha256(clip.path),
+        "sha256": sha,
         "bytes": clip.path.stat().st_size,
         "codec": clip.codec,
         "width": clip.width,
