@@ -200,7 +200,7 @@ def _export(job: _Job, on_progress: Callable[[str], None] | None) -> ExportResul
         cameras = [work.camera(camera) for camera in job.cameras]
         files = [_file_entry(camera, clip, sha.result()) for camera, clip, sha in work.written]
         manifest = _manifest(job, cameras, files, work.warnings)
-        manifest_sha = package.seal(manifest, job.signer, [f["name"] for f in files])
+        manifest_sha = package.seal(manifest, job.signer, {f["name"]: f["sha256"] for f in files})
         try:
             job.integrity.audit.append("export", **_export_entry(job, manifest_sha, files))
         except AuditError as exc:

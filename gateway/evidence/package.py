@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,15 +80,19 @@ class PackageWriter:
     def path(self, name: str) -> Path:
         return self.work / name
 
-    def seal(self, manifest: dict[str, Any], signer: Signer, clips: Iterable[str]) -> str:
+    def seal(self, manifest: dict[str, Any], signer: Signer, clips: dict[str, str]) -> str:
         """Write the manifest, signatures, sums, public key and VERIFY.txt; the manifest's
-        SHA-256 (what the journal records as the package's hash)."""
+        SHA-256 (what the journal records as the package's hash). ``clips``: name -> SHA-256
+        of each clip already written (hashed once, as it was finished)."""
         data = (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
         self._write(MANIFEST, data)
         self._write(SIGNATURE, signer.sign(data))
         self._write(PUBKEY, signer.public.pem.encode("ascii"))
+        digests = dict(clips)
+        for name in (MANIFEST, SIGNATURE, PUBKEY):
+            digests[name] = file_sha256(self.path(name))
         names = [*sorted(clips), MANIFEST, SIGNATURE, PUBKEY]
-        sums = "".join(f"{file_sha256(self.path(n))}  {n}\n" for n in names).encode()
+        sums = "".join(f"{digests[n]}  {n}\n" for n in names).encode()
         self._write(SUMS, sums)
         self._write(SUMS_SIGNATURE, signer.sign(sums))
         self._write(VERIFY, verify_text(signer.fingerprint, manifest).encode())

@@ -145,23 +145,27 @@ def _check_signer(
         )
 
 
-def _check_sums(report: PackageReport, folder: Path, sums: bytes) -> set[str]:
-    listed: set[str] = set()
+def _check_sums(report: PackageReport, folder: Path, sums: bytes) -> dict[str, str]:
+    """Check SHA256SUMS; the SHA-256 of each file it lists (so no file is read twice)."""
+    listed: dict[str, str] = {}
     bad: list[str] = []
     for line in sums.decode("utf-8", "replace").splitlines():
         digest, _, name = line.partition("  ")
         if not name or "/" in name or name in (".", ".."):
             bad.append(f"unreadable line {line[:60]!r}")
             continue
-        listed.add(name)
         path = folder / name
         if not path.is_file():
             bad.append(f"{name}: missing")
-        elif _sha256(path) != digest:
+            continue
+        listed[name] = _sha256(path)
+        if listed[name] != digest:
             bad.append(f"{name}: changed (SHA-256 differs)")
     report.add(SUMS, not bad, "; ".join(bad) if bad else f"{len(listed)} files match")
     extra = sorted(
-        e.name for e in os.scandir(folder) if e.name not in listed | {SUMS, SUMS_SIGNATURE, VERIFY}
+        e.name
+        for e in os.scandir(folder)
+        if e.name not in listed.keys() | {SUMS, SUMS_SIGNATURE, VERIFY}
     )
     report.add(
         "no other files",
@@ -172,7 +176,7 @@ def _check_sums(report: PackageReport, folder: Path, sums: bytes) -> set[str]:
 
 
 def _check_manifest_files(
-    report: PackageReport, folder: Path, manifest: dict[str, Any], listed: set[str]
+    report: PackageReport, folder: Path, manifest: dict[str, Any], listed: dict[str, str]
 ) -> None:
     for entry in manifest.get("files", []):
         name = str(entry.get("name", ""))
@@ -180,7 +184,8 @@ def _check_manifest_files(
         if "/" in name or not path.is_file():
             report.add(f"clip {name}", False, "named by the manifest but missing")
             continue
-        ok = _sha256(path) == entry.get("sha256") and name in listed
+        actual = listed.get(name) or _sha256(path)
+        ok = actual == entry.get("sha256") and name in listed
         report.add(f"clip {name}", ok, "" if ok else "differs from the manifest's SHA-256")
 
 
