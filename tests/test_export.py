@@ -490,3 +490,34 @@ def test_a_sigkill_during_export_leaves_no_package_under_its_name(box: Box, tmp_
             proc.wait(5)
     assert proc.returncode == -signal.SIGKILL, "killed while the package was being written"
     assert not out.exists()
+
+
+def test_a_gap_in_the_range_is_listed_with_its_reason(tmp_path: Path, cameras, gateway) -> None:
+    camera = cameras([f"/hall:fps={FPS}:gop={FPS}"])
+    root = tmp_path / "rec"
+    config = write_config(
+        tmp_path / "gw.yaml",
+        root,
+        [{"id": "hall", "url": camera.url("/hall")}],
+        storage={"segment_duration": "2s"},
+    )
+    gw = gateway(config)
+    gw.wait_log("camera hall: online", 20)
+    wait_until(lambda: len(gw.segments("hall")) >= 2, 30, "segments before")
+    camera.pause()  # the camera goes silent: its session ends, a gap follows
+    gw.wait_log("offline:", 15)
+    camera.resume()
+    gw.wait_log("camera hall: online", 20)
+    count = len(gw.segments("hall"))
+    wait_until(lambda: len(gw.segments("hall")) >= count + 2, 30, "segments after")
+    out = tmp_path / "package"
+    result = cli(
+        *("export", "--config", str(config), "--camera", "hall", "--start", "2m", "--end", "1s"),
+        *("--operator", "OPJ", "--reason", "gap", "--output", str(out)),
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    gaps = [g for g in manifest["cameras"][0]["gaps"] if g["seconds"] > 1]
+    reasons = [g["reason"] for g in gaps]
+    assert any("the camera's stream ended" in r for r in reasons), gaps
+    assert decode_errors(out / "hall.mp4") == ""

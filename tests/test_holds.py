@@ -76,6 +76,15 @@ def test_held_segments_survive_a_full_quota_until_released(tmp_path: Path, gatew
     count = sealed("yard")
     wait_until(lambda: sealed("yard") > count + 1, 15, "recording on")
 
+    # An export while retention is evicting every second: its sources are held while it runs.
+    out = tmp_path / "package"
+    exported = cli(
+        *("export", "--config", str(config), "--camera", "yard", "--start", "4s", "--end", "1s"),
+        *("--operator", "OPJ Durand", "--reason", "sous pression", "--output", str(out)),
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert cli("verify", str(out), "--config", str(config)).returncode == 0
+
     released = cli(
         *("hold", "release", hold["id"], "--config", str(config)),
         *("--operator", "OPJ Durand", "--reason", "procédure classée"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,51 @@ def test_without_a_usable_key_recording_goes_on_and_sealing_catches_up(
     assert again.stop() == 0
     code, report = verify(config)
     assert code == 0, report
+
+
+def test_a_segment_repaired_after_a_crash_is_sealed_at_the_next_start_as_recovered(
+    tmp_path: Path, gateway
+) -> None:
+    root = tmp_path / "rec"
+    config = write_config(
+        tmp_path / "gw.yaml", root, [_sim("hall")], storage={"segment_duration": "30s"}
+    )
+    gw = gateway(config)
+    wait_until(lambda: gw.segments("hall", partial=True), 20, "a segment being written")
+    time.sleep(2.5)  # a few fragments on disk
+    gw.kill()
+    again = gateway(config)
+    again.wait_log("interrupted segment(s) repaired", 15)
+    wait_until(
+        lambda: any("recovered" in e.get("flags", []) for e in chain(root, "hall")),
+        15,
+        "the repaired segment sealed",
+    )
+    assert again.stop() == 0
+    recovered = next(e for e in chain(root, "hall") if "recovered" in e.get("flags", []))
+    assert recovered["sha256"] == sha256sum(root / recovered["path"])
+    code, report = verify(config)
+    assert code == 0, report
+
+
+def test_audit_show_prints_the_journal_and_reads_the_old_forward_journal(
+    tmp_path: Path, gateway
+) -> None:
+    root = tmp_path / "rec"
+    (root / "audit").mkdir(parents=True)
+    (root / "audit" / "forward-sessions.jsonl").write_text(
+        '{"time": "2026-11-30T10:00:00.000Z", "event": "forward_started", "session": "s1", '
+        '"camera": "hall"}\n'
+    )
+    config = write_config(tmp_path / "gw.yaml", root, [_sim("hall")])
+    gw = gateway(config)
+    gw.wait_log("was interrupted", 15)  # the old journal's open session is closed at start
+    assert gw.stop() == 0
+    shown = cli("audit", "show", "--config", str(config))
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert "forward_started" in lines[0] and "session=s1" in lines[0]
+    assert any("forward_stopped" in line and "stop_reason=interrupted" in line for line in lines)
+    as_json = cli("audit", "show", "--config", str(config), "--json", "--since", "1h")
+    events = [json.loads(line)["event"] for line in as_json.stdout.splitlines()]
+    assert "forward_started" not in events and "daemon_started" in events
