@@ -177,7 +177,7 @@ class KeyRing:
         private = Ed25519PrivateKey.generate()
         signer = Signer(private)
         try:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o750)
             self._write_public(signer.public)
             self._append_history(
                 {
@@ -264,12 +264,12 @@ class KeyRing:
     # -- files -------------------------------------------------------------------------------
 
     def _write_public(self, public: PublicKey) -> None:
-        _write_new(self.path / f"{public.fingerprint}.pub.pem", public.pem.encode("ascii"), 0o644)
+        _write_new(self.path / f"{public.fingerprint}.pub.pem", public.pem.encode("ascii"), 0o640)
 
     def _append_history(self, entry: dict[str, Any]) -> None:
         line = json.dumps({"time": utc_iso(time.time()), **entry}, sort_keys=True) + "\n"
         fd = os.open(
-            self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644
+            self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640
         )
         try:
             os.write(fd, line.encode("utf-8"))
