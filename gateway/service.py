@@ -24,6 +24,7 @@ from gateway.clock import clock_synchronized
 from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
 from gateway.control import ControlServer, Peer
 from gateway.events import EventBus
+from gateway.evidence.child import run_child_export
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
@@ -98,6 +99,7 @@ class Gateway:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._storage_stuck = False
+        self._export_lock = threading.Lock()
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -232,13 +234,28 @@ class Gateway:
             fields.setdefault("requested_by", peer.user)
             return self._forward(fields, origin=f"command line, {peer.describe()}")
         if command == "evidence":
-            # Imported on first use: exports need PyAV, which the supervisor otherwise never
-            # loads (it costs about 30 MiB).
+            via = f"command line, {peer.describe()}"
+            if request.get("action") == "export":
+                return self._export(request, via)
             from gateway.evidence.desk import EvidenceDesk
 
-            desk = EvidenceDesk(self.config, self.storage.index, self.integrity)
-            return desk.handle(request, via=f"command line, {peer.describe()}")
+            return EvidenceDesk(self.config, self.storage.index, self.integrity).handle(
+                request, via=via
+            )
         return {"ok": False, "message": f"unknown command {excerpt(command)}"}
+
+    def _export(self, request: dict[str, Any], via: str) -> dict[str, Any]:
+        """Run an export in a child process of its own, one at a time: it reads gigabytes and
+        loads PyAV, which must cost the supervision of the cameras nothing (no lock, no memory
+        of this process). The child reads the index, which WAL lets it do while we write."""
+        if self.config_path is None:
+            return {"ok": False, "message": "this daemon was not started from a file: no export"}
+        if not self._export_lock.acquire(blocking=False):
+            return {"ok": False, "message": "an export is already running; try again once done"}
+        try:
+            return run_child_export(self.config_path, request, via)
+        finally:
+            self._export_lock.release()
 
     def _mqtt_command(self, camera_id: str, payload: bytes) -> None:
         if self.forwards is None:

@@ -151,6 +151,13 @@ def test_the_package_checks_out_with_openssl_and_sha256sum_as_verify_txt_says(
     assert manifest["box"]["key_fingerprint"] == fingerprint
 
 
+def test_an_export_through_the_daemon_runs_beside_it_not_in_it(box: Box, package: Path) -> None:
+    """The export ran in a child: the supervisor never loaded FFmpeg's libraries."""
+    assert box.gateway.proc is not None
+    maps = Path(f"/proc/{box.gateway.proc.pid}/maps").read_text()
+    assert "libavformat" not in maps
+
+
 def test_the_manifest_says_who_why_what_and_where_it_comes_from(box: Box, package: Path) -> None:
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["operator"] == "OPJ Martin, commissariat Nord"

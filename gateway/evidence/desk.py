@@ -8,43 +8,22 @@ answer is ``{"ok": true, ...}`` or ``{"ok": false, "message": ...}``.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.audit import AuditError
 from gateway.clock import utc_iso
 from gateway.config import Config
-from gateway.evidence.export import ExportError, ExportRequest, Line, run_export
+from gateway.evidence.requests import ExportError, ExportRequest, HoldRequest, ReleaseRequest
 from gateway.integrity.box import Integrity
 from gateway.storage.holds import HoldError
 from gateway.storage.index import Index
 from gateway.text import clip, display
 
-__all__ = ["EvidenceDesk", "HoldRequest", "ReleaseRequest"]
+__all__ = ["EvidenceDesk"]
 
 log = logging.getLogger(__name__)
-
-
-class HoldRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cameras: tuple[Annotated[str, StringConstraints(min_length=1, max_length=32)], ...] = Field(
-        min_length=1, max_length=64
-    )
-    start: float = Field(ge=0, le=1e11, allow_inf_nan=False)
-    end: float = Field(ge=0, le=1e11, allow_inf_nan=False)
-    case: Annotated[Line, StringConstraints(max_length=100)]
-    operator: Annotated[Line, StringConstraints(max_length=200)]
-    reason: Annotated[Line, StringConstraints(max_length=500)]
-
-
-class ReleaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hold: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    operator: Annotated[Line, StringConstraints(max_length=200)]
-    reason: Annotated[Line, StringConstraints(max_length=500)]
 
 
 class _Envelope(BaseModel):
@@ -79,6 +58,8 @@ class EvidenceDesk:
             return _refused(f"not done: the audit journal cannot be written ({exc})")
 
     def export(self, request: ExportRequest, *, via: str) -> dict[str, Any]:
+        from gateway.evidence.export import run_export  # PyAV: loaded only to export
+
         result = run_export(
             request,
             config=self.config,

@@ -27,9 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from typing import Any
 
 from gateway import __version__
 from gateway.audit import AuditError
@@ -37,53 +35,20 @@ from gateway.clock import clock_synchronized, utc_iso
 from gateway.config import Config
 from gateway.evidence.clip import Clip, ClipError, ClipSource, write_clips
 from gateway.evidence.package import PackageWriter, file_sha256
+from gateway.evidence.requests import ExportError, ExportRequest
 from gateway.evidence.selection import gaps_in, nearest, select
 from gateway.integrity.box import Integrity
 from gateway.integrity.keys import Signer, SigningKeyError
 from gateway.integrity.seal import ChainRecord
 from gateway.storage.holds import Hold, HoldError
 from gateway.storage.index import Index, IndexedSegment
-from gateway.text import check_text
 
-__all__ = ["ExportError", "ExportRequest", "ExportResult", "Line", "run_export"]
+__all__ = ["ExportError", "ExportRequest", "ExportResult", "run_export"]
 
 log = logging.getLogger(__name__)
 
 MIN_WIDTH, MIN_HEIGHT = 704, 576
 """Smallest picture the arrêté of 3 August 2007 accepts (4CIF); a smaller clip is flagged."""
-
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be blank")
-    return text.strip()
-
-
-Line = Annotated[str, AfterValidator(check_text), AfterValidator(_not_blank)]
-
-
-class ExportRequest(BaseModel):
-    """What an officer or the landlord asks for."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cameras: tuple[Annotated[str, StringConstraints(min_length=1, max_length=32)], ...] = Field(
-        min_length=1, max_length=64
-    )
-    start: float = Field(ge=0, le=1e11, allow_inf_nan=False)
-    end: float = Field(ge=0, le=1e11, allow_inf_nan=False)
-    output: Path
-    operator: Annotated[Line, StringConstraints(max_length=200)]
-    reason: Annotated[Line, StringConstraints(max_length=500)]
-    case: Annotated[Line, StringConstraints(max_length=100)] | None = None
-
-
-class ExportError(Exception):
-    """The export was refused or failed; nothing was written under the output name."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(slots=True)
