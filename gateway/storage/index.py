@@ -233,6 +233,12 @@ class Index:
             for name, (definition, _) in _LATER_COLUMNS.items():
                 if name not in present:  # an index made by an older version
                     db.execute(f"ALTER TABLE segments ADD COLUMN {name} {definition}")
+            # Sealing asks every second for the rows not sealed yet: a partial index holds only
+            # those (none, most of the time), so the question never scans the table.
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS segments_unsealed ON segments (start) "
+                "WHERE seal_seq IS NULL"
+            )
         present = _columns(db, "segments")
         self._select_columns = ", ".join(
             [_COLUMNS] + [n if n in present else d for n, (_, d) in _LATER_COLUMNS.items()]
