@@ -184,7 +184,8 @@ def test_unknown_key_at_top_level() -> None:
     data["colour"] = "blue"
     assert problems_of(data) == [
         "colour: unknown key "
-        "(allowed: site_id, timezone, storage, cameras, metrics, uplink, control, mqtt, workers, audit)"
+        "(allowed: site_id, timezone, storage, cameras, metrics, uplink, control, mqtt, workers, "
+        "audit)"
     ]
 
 

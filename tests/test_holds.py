@@ -127,6 +127,18 @@ def test_holds_are_listed_and_bad_ones_refused_on_a_stopped_box(tmp_path: Path, 
         _iso(time.time() - 3600),
     )
     assert empty.returncode == 1 and "no recording in that range" in empty.stderr
+    future = cli(
+        *base,
+        "--camera",
+        "hall",
+        "--case",
+        "C",
+        "--start",
+        segments[0]["start"],
+        "--end",
+        _iso(time.time() + 3600),
+    )
+    assert future.returncode == 1 and "must not be in the future" in future.stderr
     placed = cli(
         *base,
         "--camera",

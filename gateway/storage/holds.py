@@ -34,6 +34,9 @@ from gateway.units import format_size
 __all__ = ["HOLDS_NAME", "Hold", "HoldError", "HoldStore"]
 
 HOLDS_NAME = "holds.json"
+FUTURE_SLACK = 60.0
+"""A hold's end may be this far past now (the segment being written), no further: what is not
+recorded yet cannot be counted against the holds' budget."""
 TEMPORARY_HOLD = 6 * 3600.0
 """An export's own hold lasts at most this long, should the export die without releasing it."""
 
@@ -128,6 +131,11 @@ class HoldStore:
         now = time.time() if now is None else now
         if end <= start:
             raise HoldError("the end of a hold must be after its start")
+        if not temporary and end > now + FUTURE_SLACK:
+            raise HoldError(
+                "a hold covers recordings already made: its end must not be in the future "
+                "(place another hold later for what is still to be recorded)"
+            )
         if not cameras:
             raise HoldError("a hold needs at least one camera")
         hold = Hold(
