@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from gateway.clock import wall_at
+from gateway.config.camera import ForwardMode
 
 if TYPE_CHECKING:
     from gateway.media.packet import Packet, SessionInfo
@@ -31,7 +32,6 @@ __all__ = [
 CameraState = Literal["starting", "online", "offline", "error", "disabled"]
 """``error``: the camera refuses our credentials; ``disabled``: neither recorded nor forwarded."""
 ForwardState = Literal["off", "connecting", "live", "error"]
-ForwardMode = Literal["continuous", "on_demand", "off"]
 _RATE_WINDOW = 2.0
 STALLED_AFTER = 2.0
 """Seconds without a frame after which a connected camera counts as ``stalled``."""
