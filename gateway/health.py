@@ -9,22 +9,38 @@ recording, restarted by systemd.
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from gateway.service import Gateway
-
-__all__ = ["WEDGED_AFTER", "problems"]
+__all__ = ["MIN_WEDGED_AFTER", "WEDGED_AFTER", "Watch", "problems"]
 
 WEDGED_AFTER = 30.0
 MIN_WEDGED_AFTER = 5.0
 
 
-def problems(gateway: Gateway, *, wedged_after: float = WEDGED_AFTER) -> list[str]:
+def _never_stuck() -> float:
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """One thing the watchdog watches: a long-lived thread of the daemon."""
+
+    name: str
+    alive: Callable[[], bool]
+    stuck_for: Callable[[], float] = _never_stuck
+    """Seconds it has been inside one turn of its loop (0 when idle, or when a long turn is not
+    a wedge: the storage thread on a hung disk is reported, never restarted)."""
+
+
+def problems(watched: Iterable[Watch], *, wedged_after: float = WEDGED_AFTER) -> list[str]:
     """What is dead or wedged, in words (empty when healthy)."""
-    found = [f"{name} thread has died" for name, alive in gateway.service_threads() if not alive]
-    stuck = time.monotonic() - gateway.workers.beat
-    if gateway.workers.alive and stuck > wedged_after:
-        found.append(f"camera supervision loop stuck for {stuck:.0f} s")
+    found: list[str] = []
+    for watch in watched:
+        if not watch.alive():
+            found.append(f"{watch.name} thread has died")
+            continue
+        stuck = watch.stuck_for()
+        if stuck > wedged_after:
+            found.append(f"{watch.name} loop stuck for {stuck:.0f} s")
     return found

@@ -27,7 +27,7 @@ from gateway.events import EventBus
 from gateway.evidence.child import run_child_export
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
-from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, problems
+from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
 from gateway.integrity.box import Integrity, config_digest
 from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
@@ -196,16 +196,20 @@ class Gateway:
             forwarded=config.uplink is not None and camera.forward != "off",
         )
 
-    def service_threads(self) -> list[tuple[str, bool]]:
-        """The daemon's own long-lived threads and whether each is alive."""
-        threads = [("storage", self.storage.alive), ("camera supervision", self.workers.alive)]
-        if self.forwards is not None:
-            threads.append(("forward sessions", self.forwards.alive))
-        if self.control is not None:
-            threads.append(("control socket", self.control.alive))
-        if self.mqtt is not None:
-            threads.append(("MQTT", self.mqtt.alive))
-        return threads
+    def watched(self) -> list[Watch]:
+        """The daemon's own long-lived threads, for the watchdog."""
+        workers, storage = self.workers, self.storage
+        watched = [
+            Watch("storage", lambda: storage.alive),
+            Watch("camera supervision", lambda: workers.alive, workers.stuck_for),
+        ]
+        if (forwards := self.forwards) is not None:
+            watched.append(Watch("forward sessions", lambda: forwards.alive))
+        if (control := self.control) is not None:
+            watched.append(Watch("control socket", lambda: control.alive))
+        if (mqtt := self.mqtt) is not None:
+            watched.append(Watch("MQTT", lambda: mqtt.alive))
+        return watched
 
     def wait_first_attempts(self, timeout: float) -> None:
         """Wait until every camera tried once, the timeout passes, or a stop is requested."""
@@ -451,7 +455,7 @@ class Gateway:
             if every is not None:
                 every()
             self._watch_storage()
-            found = problems(self, wedged_after=wedged_after)
+            found = problems(self.watched(), wedged_after=wedged_after)
             for problem in set(found) - reported:
                 log.error("watchdog: %s; not reporting healthy to systemd", problem)
             reported = set(found)

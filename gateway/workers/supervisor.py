@@ -335,6 +335,10 @@ class Supervisor:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stuck_for(self) -> float:
+        """Seconds since the supervision loop last went round."""
+        return time.monotonic() - self.beat
+
     def start(self) -> None:
         self._start_forkserver()
         self._thread.start()
