@@ -10,22 +10,49 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
-__all__ = ["Event", "EventBus", "EventQueue", "EventSink"]
+__all__ = [
+    "EVENT_KINDS",
+    "Event",
+    "EventBus",
+    "EventKind",
+    "EventQueue",
+    "EventSink",
+    "WorkerEventKind",
+]
+
+WorkerEventKind = Literal[
+    "camera_online", "camera_offline", "recording_stopped", "recording_resumed"
+]
+"""The events a camera's worker may raise; the supervisor raises the others itself."""
+EventKind = Literal[
+    WorkerEventKind,
+    "camera_worker_restarted",
+    "storage_evicted",
+    "storage_error",
+    "storage_recovered",
+    "seal_error",
+    "forward_started",
+    "forward_stopped",
+    "command_rejected",
+]
+"""Every kind of event the daemon publishes (``P/events``): the MQTT contract, checked by mypy
+at each ``emit``. New kinds may be added; none is renamed or removed."""
+EVENT_KINDS: frozenset[str] = frozenset(get_args(WorkerEventKind)) | frozenset(
+    k for k in get_args(EventKind) if isinstance(k, str)
+)
 
 
 class EventSink(Protocol):
     """What raises events: the daemon's bus, or a camera worker's channel to it."""
 
-    def emit(self, kind: str, *, camera: str | None = None, **fields: Any) -> None: ...
+    def emit(self, kind: EventKind, *, camera: str | None = None, **fields: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str
-    """``camera_offline``, ``camera_online``, ``storage_evicted``, ``storage_error``,
-    ``forward_started``, ``forward_stopped``, ``command_rejected``, ..."""
+    kind: EventKind
     time: float
     camera: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
@@ -74,7 +101,7 @@ class EventBus:
             self._queues = (*self._queues, queue)
         return queue
 
-    def emit(self, kind: str, *, camera: str | None = None, **fields: Any) -> None:
+    def emit(self, kind: EventKind, *, camera: str | None = None, **fields: Any) -> None:
         event = Event(kind=kind, time=time.time(), camera=camera, fields=fields)
         for queue in self._queues:
             queue.put(event)

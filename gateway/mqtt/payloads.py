@@ -4,7 +4,7 @@ later versions add fields (``tamper``, ``compliance``, ...), never rename or rem
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 from gateway import __version__
 from gateway.clock import utc_iso
@@ -12,14 +12,66 @@ from gateway.events import Event
 from gateway.state import CameraStatus, camera_state
 from gateway.storage.store import StorageUsage
 
-__all__ = ["camera_payload", "event_payload", "significant", "state_payload"]
+__all__ = [
+    "CameraPayload",
+    "StatePayload",
+    "StoragePayload",
+    "camera_payload",
+    "event_payload",
+    "significant",
+    "state_payload",
+]
+
+
+class CameraPayload(TypedDict):
+    """``P/cameras/<id>/status``."""
+
+    state: str
+    since: str | None
+    last_frame: str | None
+    fps: float
+    bitrate_kbps: float
+    codec: str | None
+    width: int | None
+    height: int | None
+    recording: bool
+    recording_error: str | None
+    forward: str
+    forward_mode: str
+    forward_error: str | None
+    forward_ends: str | None
+    error: str | None
+
+
+class StoragePayload(TypedDict):
+    used: int
+    quota: int
+    free: int | None
+    oldest_recording: str | None
+    error: str | None
+
+
+class CameraCounts(TypedDict):
+    online: int
+    total: int
+
+
+class StatePayload(TypedDict):
+    """``P/state``."""
+
+    site: str
+    version: str
+    uptime: float
+    clock_synchronized: bool | None
+    cameras: CameraCounts
+    storage: StoragePayload | None
 
 
 def _iso(timestamp: float | None) -> str | None:
     return utc_iso(timestamp) if timestamp is not None else None
 
 
-def camera_payload(status: CameraStatus) -> dict[str, Any]:
+def camera_payload(status: CameraStatus) -> CameraPayload:
     now = time.time()
     state = camera_state(status, now)
     forward = status.forward
@@ -56,7 +108,7 @@ _SIGNIFICANT = (
 )
 
 
-def significant(payload: dict[str, Any]) -> tuple[Any, ...]:
+def significant(payload: CameraPayload) -> tuple[Any, ...]:
     """The fields whose change is published at once (the rest waits for the interval)."""
     return tuple(payload.get(key) for key in _SIGNIFICANT)
 
@@ -68,7 +120,7 @@ def state_payload(
     cameras: list[CameraStatus],
     storage: StorageUsage | None,
     clock_synchronized: bool | None,
-) -> dict[str, Any]:
+) -> StatePayload:
     now = time.time()
     online = sum(1 for c in cameras if camera_state(c, now) == "online")
     return {

@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,7 +247,7 @@ class MqttPublisher:
         self._protocol = paho.MQTTv311
         self._client = self._connect()
 
-    def _publish(self, topic: str, payload: dict[str, Any], *, retain: bool) -> bool:
+    def _publish(self, topic: str, payload: Mapping[str, Any], *, retain: bool) -> bool:
         client = self._client
         if client is None:
             return False

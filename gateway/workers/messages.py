@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
+from gateway.events import WorkerEventKind
 from gateway.forward.target import UplinkTarget
 from gateway.text import clip, display
 
@@ -46,14 +47,7 @@ __all__ = [
 
 MAX_TEXT = 300
 """Longest text a worker may put in a status field; longer is cut."""
-UP_EVENTS = frozenset(
-    {
-        "camera_online",
-        "camera_offline",
-        "recording_stopped",
-        "recording_resumed",
-    }
-)
+UP_EVENTS: frozenset[str] = frozenset(get_args(WorkerEventKind))
 """Events a worker may raise; the supervisor raises the others itself."""
 
 
@@ -150,7 +144,7 @@ _EventValue = _Text | int | float | bool | None
 
 class Event(_Up):
     kind: Literal["event"] = "event"
-    event: str
+    event: WorkerEventKind
     fields: dict[Annotated[str, Field(max_length=32)], _EventValue] = Field(
         default_factory=dict, max_length=8
     )

@@ -17,10 +17,11 @@ import signal
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from gateway.cameras import CameraRuntime
 from gateway.config import CameraConfig
+from gateway.events import EventKind, WorkerEventKind
 from gateway.forward.publisher import PushUrl
 from gateway.media.ffmpeg import limit_allocations
 from gateway.ratelimit import RateLimitedLog
@@ -29,6 +30,7 @@ from gateway.threads import name_process
 from gateway.units import format_size
 from gateway.workers.channel import Channel, ChannelClosedError, ChannelError
 from gateway.workers.messages import (
+    UP_EVENTS,
     CameraReport,
     Event,
     ForwardReport,
@@ -98,8 +100,11 @@ class _Events:
     def __init__(self, process: CameraProcess) -> None:
         self._process = process
 
-    def emit(self, kind: str, *, camera: str | None = None, **fields: Any) -> None:
-        self._process.send(Event(event=kind, fields=fields))
+    def emit(self, kind: EventKind, *, camera: str | None = None, **fields: Any) -> None:
+        if kind in UP_EVENTS:  # the worker's own code raises only these
+            self._process.send(Event(event=cast(WorkerEventKind, kind), fields=fields))
+        else:
+            log.error("camera worker: event %s is not one a worker raises; dropped", kind)
 
 
 class CameraProcess:
