@@ -37,9 +37,9 @@ from common import CACHE, ROOT
 
 sys.path.insert(0, str(ROOT))
 from gateway.config.model import Config
+from gateway.evidence.box import Integrity
 from gateway.evidence.export import ExportRequest, run_export
 from gateway.evidence.verify import verify_package
-from gateway.integrity.box import Integrity
 from gateway.storage.index import Index, IndexedSegment
 from gateway.storage.naming import segment_path
 

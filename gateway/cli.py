@@ -290,7 +290,7 @@ def _recordings_list(args: argparse.Namespace) -> int:
 def _recordings_reindex(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
     from gateway.storage.index import Index
     from gateway.storage.quarantine import audit_journal
     from gateway.storage.recovery import rebuild_index

@@ -24,11 +24,11 @@ from gateway.clock import clock_synchronized
 from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
 from gateway.control import ControlServer, Peer
 from gateway.events import EventBus
+from gateway.evidence.box import Integrity, config_digest
 from gateway.evidence.child import run_child_export
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
 from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
-from gateway.integrity.box import Integrity, config_digest
 from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
 from gateway.memory import trim

@@ -23,13 +23,13 @@ from gateway.config.fields import (
     resolve_password_fields,
 )
 from gateway.config.services import AUDIT_DIRECTORY, KEYS_DIRECTORY
+from gateway.config.simurl import parse_sim_url
 from gateway.config.tls import CameraTlsConfig
 from gateway.config.urls import (
     move_url_credentials,
     with_userinfo,
 )
 from gateway.redact import redact_url
-from gateway.source.simurl import parse_sim_url
 
 __all__ = [
     "BITRATE_MIN",

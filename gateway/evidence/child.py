@@ -49,8 +49,8 @@ def run_child_export(config: Path, request: dict[str, Any], via: str) -> dict[st
 def child_main(config_path: Path) -> int:
     """The child's side: one request from stdin, one answer to stdout."""
     from gateway.config import load_config
+    from gateway.evidence.box import Integrity
     from gateway.evidence.desk import EvidenceDesk
-    from gateway.integrity.box import Integrity
     from gateway.storage.index import Index
     from gateway.storage.store import INDEX_NAME
 

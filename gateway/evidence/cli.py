@@ -253,7 +253,7 @@ class _BusyError(Exception):
 
 @contextlib.contextmanager
 def _stopped_box(config: Config) -> Iterator[tuple[Any, Any]]:
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
     from gateway.storage.index import Index
     from gateway.storage.store import INDEX_NAME, LOCK_NAME
 
@@ -303,7 +303,7 @@ def _verify(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
     box_keys = sealer = None
     if args.config is not None:
-        from gateway.integrity.box import Integrity
+        from gateway.evidence.box import Integrity
 
         integrity = Integrity.of(load_config(args.config))
         box_keys, sealer = integrity.keys.public_keys(), integrity.sealer
@@ -327,8 +327,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _recordings_verify(args: argparse.Namespace) -> int:
+    from gateway.evidence.box import Integrity
     from gateway.evidence.recordings import FAILING, verify_recordings
-    from gateway.integrity.box import Integrity
     from gateway.storage.index import Index
     from gateway.storage.store import INDEX_NAME
 
@@ -367,7 +367,7 @@ def _journal_verification(config_path: Path | None, event: str, **fields: Any) -
     if config_path is None:
         return
     from gateway.audit import AuditError
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
 
     try:
         Integrity.of(load_config(config_path)).audit.append(event, by=_user(), **fields)
@@ -379,7 +379,7 @@ def _journal_verification(config_path: Path | None, event: str, **fields: Any) -
 
 
 def _audit_show(args: argparse.Namespace) -> int:
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
 
     audit = Integrity.of(load_config(args.config)).audit
     for entry in audit.entries():
@@ -400,7 +400,7 @@ def _audit_show(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
     from gateway.integrity.journal import Head, verify
 
     head = None
@@ -449,7 +449,7 @@ def _entry_time(entry: dict[str, Any]) -> float | None:
 
 
 def _key_show(args: argparse.Namespace) -> int:
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
     from gateway.integrity.keys import SigningKeyError
 
     keys = Integrity.of(load_config(args.config)).keys
@@ -466,7 +466,7 @@ def _key_show(args: argparse.Namespace) -> int:
 
 def _key_rotate(args: argparse.Namespace) -> int:
     from gateway.audit import AuditError
-    from gateway.integrity.box import Integrity
+    from gateway.evidence.box import Integrity
     from gateway.integrity.keys import SigningKeyError
 
     integrity = Integrity.of(load_config(args.config))

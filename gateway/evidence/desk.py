@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from gateway.audit import AuditError
 from gateway.clock import utc_iso
 from gateway.config import Config
+from gateway.evidence.box import Integrity
 from gateway.evidence.requests import ExportError, ExportRequest, HoldRequest, ReleaseRequest
-from gateway.integrity.box import Integrity
 from gateway.storage.holds import HoldError
 from gateway.storage.index import Index
 from gateway.text import clip, display

@@ -1,6 +1,6 @@
 """``sim://`` cameras: a synthetic H.264 test pattern with a running clock, paced in real time.
 
-Settings are in the URL (see :mod:`gateway.source.simurl`). The picture is encoded here with
+Settings are in the URL (see :mod:`gateway.config.simurl`). The picture is encoded here with
 PyAV's libx264 and then travels the same path as a real camera's packets.
 """
 
@@ -18,11 +18,11 @@ from av.container import OutputContainer
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
+from gateway.config.simurl import parse_sim_url
 from gateway.media.normalize import RawPacket
 from gateway.media.packet import Track, track_from_stream
 from gateway.source.errors import SourceError
 from gateway.source.pattern import PatternGenerator
-from gateway.source.simurl import parse_sim_url
 
 __all__ = ["SimSource"]
 

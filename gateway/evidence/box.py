@@ -1,4 +1,4 @@
-"""The integrity parts of one box, built from its configuration: key, audit journal, seal chains
+"""The evidence parts of one box, built from its configuration: key, audit journal, seal chains
 and legal holds."""
 
 from __future__ import annotations
