@@ -23,8 +23,7 @@ from pathlib import Path
 from gateway.audit import AuditError, AuditLog
 from gateway.events import EventBus
 from gateway.integrity.journal import JournalError
-from gateway.integrity.keys import SigningKeyError
-from gateway.integrity.seal import ChainRecord, Sealer, hash_file
+from gateway.integrity.seal import Sealer
 from gateway.recorder.info import SegmentInfo
 from gateway.storage.errors import StorageError
 from gateway.storage.holds import HoldError, HoldStore
@@ -32,13 +31,13 @@ from gateway.storage.index import (
     Index,
     IndexCorrupt,
     IndexedSegment,
-    QuarantinedFile,
     set_aside,
 )
 from gateway.storage.naming import segment_path
 from gateway.storage.quarantine import Quarantine, audit_journal
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
 from gateway.storage.retention import Eviction, HeldRange, RetentionPolicy, enforce, free_bytes
+from gateway.storage.sealing import SealingPass
 
 __all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError", "StorageUsage"]
 
@@ -48,9 +47,6 @@ INDEX_NAME = "index.sqlite3"
 LOCK_NAME = ".lock"
 MARKER_NAME = ".camera-gateway-storage"
 RETENTION_INTERVAL = 1.0
-SEAL_BYTES_PER_TURN = 256 * 1024 * 1024
-"""Bytes of unhashed segments (repaired, or found by a rebuild) read per storage turn: about
-half a second of disk, so retention and indexing go on between."""
 JOURNAL_EXPIRY_INTERVAL = 3600.0
 STUCK_AFTER = 5.0
 """Seconds inside one disk operation after which the storage counts as not answering (a dying
@@ -88,14 +84,12 @@ class Storage:
     ) -> None:
         self.root = root
         self.sealer = sealer
+        self._sealing = SealingPass(root, events, sealer) if sealer is not None else None
         self.holds = holds
         self._last_held: list[HeldRange] | None = None
         self._next_expiry = 0.0
         self._audit = audit
-        self._seal_error: str | None = None
-        self._chain_records: dict[str, dict[str, ChainRecord]] = {}
-        """Per camera, what its chain holds: loaded only to seal rows whose hash the index lost
-        (a rebuilt index), and dropped once every row is sealed."""
+
         self._events = events
         self.policy = policy
         self.index = Index(root / INDEX_NAME)
@@ -414,7 +408,8 @@ class Storage:
         evicted = enforce(self.index, self.root, self.policy, writing=writing, held=self._held())
         for eviction in evicted:
             self.evictions[eviction.reason] += 1
-            self._chain_eviction(eviction)
+            if self._sealing is not None:
+                self._sealing.evicted(eviction)
             if self._events is not None:
                 segment = eviction.segment
                 self._events.emit(
@@ -452,7 +447,8 @@ class Storage:
             if self._rebuild_due:
                 self._rebuild()
             self._flush_pending()
-            self._seal_pending()
+            if self._sealing is not None:
+                self._sealing.run(self.index)
             self.enforce_now()
             self._expire_journals()
             if self._error is not None:
@@ -516,77 +512,6 @@ class Storage:
             log.error("storage: holds unavailable (%s); keeping the holds last read", reason)
         return self._last_held
 
-    # -- sealing ---------------------------------------------------------------------------
-
-    def _seal_pending(self, budget: int = SEAL_BYTES_PER_TURN) -> None:
-        """Chain the segments indexed since the last turn; hash those that came with no hash
-        (repaired after a crash, found by a rebuild), at most ``budget`` bytes read per turn."""
-        sealer = self.sealer
-        if sealer is None:
-            return
-        rows = self.index.unsealed()
-        if not rows:
-            self._chain_records.clear()
-            return
-        try:
-            for row in rows:
-                sha256 = row.sha256
-                if sha256 is None:
-                    known = self._known(row)
-                    if known is not None and known.sha256 is not None:
-                        self.index.set_sealed(row.path, known.seq, known.sha256)
-                        continue
-                    if budget <= 0:
-                        break
-                    try:
-                        sha256, size = hash_file(self.root / row.path)
-                    except FileNotFoundError:
-                        continue  # gone: the next reconcile drops the row
-                    budget -= size
-                seq = sealer.seal(
-                    row.camera,
-                    row.path,
-                    sha256=sha256,
-                    size=row.bytes,
-                    start=row.start,
-                    end=row.end,
-                    frames=row.frames,
-                    flags=row.flags,
-                    clock_synced=row.clock_synced,
-                )
-                self.index.set_sealed(row.path, seq, sha256)
-        except (SigningKeyError, JournalError) as exc:
-            reason = f"segments not sealed: {exc.reason}"
-            if reason != self._seal_error:
-                log.error("storage: %s (recording goes on; sealed once it is fixed)", reason)
-                if self._events is not None:
-                    self._events.emit("seal_error", reason=reason)
-            self._seal_error = reason
-            return
-        if self._seal_error is not None:
-            log.info("storage: sealing segments again")
-            self._seal_error = None
-
-    def _known(self, row: IndexedSegment) -> ChainRecord | None:
-        assert self.sealer is not None
-        records = self._chain_records.get(row.camera)
-        if records is None:
-            records = self.sealer.records(row.camera)
-            self._chain_records[row.camera] = records
-        record = records.get(row.path)
-        return record if record is not None and record.evicted is None else None
-
-    def _chain_eviction(self, eviction: Eviction) -> None:
-        segment = eviction.segment
-        if self.sealer is None or isinstance(segment, QuarantinedFile):
-            return
-        try:
-            self.sealer.evicted(
-                segment.camera, segment.path, sha256=segment.sha256, reason=eviction.reason
-            )
-        except JournalError as exc:
-            log.error("storage: eviction of %s not chained: %s", segment.path, exc.reason)
-
     def _refresh(self) -> None:
         try:
             count, total, oldest = self.index.totals()
@@ -606,7 +531,7 @@ class Storage:
             evictions=dict(self.evictions),
             error=self._error,
             quarantined=self.quarantine.count,
-            seal_error=self._seal_error,
+            seal_error=self._sealing.error if self._sealing is not None else None,
         )
 
     def _row(self, info: SegmentInfo) -> IndexedSegment:
