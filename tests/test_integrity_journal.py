@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.integrity.journal import GENESIS, Head, SignedJournal, verify
+from gateway.integrity.journal import GENESIS, Head, SignedJournal
 from gateway.integrity.keys import KeyRing, SigningKeyError
+from gateway.integrity.verification import verify
 
 
 @pytest.fixture

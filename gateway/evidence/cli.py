@@ -401,7 +401,8 @@ def _audit_show(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from gateway.evidence.box import Integrity
-    from gateway.integrity.journal import Head, verify
+    from gateway.integrity.journal import Head
+    from gateway.integrity.verification import verify
 
     head = None
     if args.head is not None:

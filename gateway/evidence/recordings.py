@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.integrity.journal import Head, Problem, verify
+from gateway.integrity.journal import Head
 from gateway.integrity.keys import KeyRing
 from gateway.integrity.seal import ChainRecord, Sealer, hash_file
+from gateway.integrity.verification import Problem, verify
 from gateway.storage.index import Index
 
 __all__ = ["FAILING", "RecordingsReport", "SegmentCheck", "verify_recordings"]

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.evidence.package import MANIFEST, PUBKEY, SIGNATURE, SUMS, SUMS_SIGNATURE, VERIFY
-from gateway.integrity.journal import verify as verify_journal
 from gateway.integrity.keys import PublicKey, load_public
 from gateway.integrity.seal import Sealer
+from gateway.integrity.verification import verify as verify_journal
 
 __all__ = ["Check", "PackageReport", "verify_package"]
 
