@@ -11,8 +11,9 @@ import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import av
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from sps_craft import H264Sps, H265Sps, trace
 
 from gateway.media.bitstream import BitstreamError, SequenceInfo, h264, h265, nal, pictures
 from gateway.media.bitstream.rbsp import BitReader, unescape
+from gateway.media.codec import CODECS, Codec, codec_of
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "sps.json").read_text())
 """SPS of real encoder output with what ffprobe and trace_headers said of it (make_sps.py)."""
@@ -389,3 +391,55 @@ def test_the_largest_counts_an_sps_may_claim_are_refused_or_bounded() -> None:
     too_many = H265Sps(sets=[(2, 0)] * 65).nal()
     with pytest.raises(BitstreamError, match="out of range"):
         h265.parse_sps(too_many)
+
+
+# -- codec names ---------------------------------------------------------------------------------
+
+
+def test_every_codec_is_named_as_ffmpeg_names_it() -> None:
+    ffmpeg_names = set()
+    for name in av.codecs_available:
+        try:
+            ffmpeg_names.add(av.codec.Codec(name, "r").canonical_name)
+        except (av.FFmpegError, ValueError):
+            continue
+    assert CODECS - {"unknown"} <= ffmpeg_names
+    assert set(get_args(Codec)) == CODECS
+
+
+def test_a_codec_not_listed_is_unknown_and_keeps_its_ffmpeg_name_for_muxers_and_messages() -> None:
+    import io
+
+    from gateway.media.packet import track_from_stream
+    from gateway.media.remux import container_takes
+
+    assert codec_of("hevc") == "hevc"
+    assert codec_of("h265") == "unknown"
+    holder = av.open(io.BytesIO(), "w", format="nut")
+    stream = holder.add_stream("ac3", rate=48000)
+    track = track_from_stream(1, stream)
+    assert (track.codec, track.codec_name) == ("unknown", "ac3")
+    assert track.describe() == "ac3 48000 Hz"
+    mp4 = av.open(io.BytesIO(), "w", format="mp4")
+    assert container_takes(mp4, track.codec_name), "the recorder still records AC-3 audio"
+
+
+def test_the_codec_names_in_the_gateway_are_checked_by_mypy(tmp_path: Path) -> None:
+    """``Codec`` is a Literal: a comparison with a name FFmpeg does not use is a type error."""
+    root = Path(__file__).resolve().parents[1]
+    mypy = root / ".venv" / "bin" / "mypy"
+    if not mypy.exists():
+        pytest.skip("mypy is not installed in .venv")
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from gateway.media.codec import Codec\n\n\n"
+        'def is_hevc(codec: Codec) -> bool:\n    return codec == "h265"\n'
+    )
+    done = subprocess.run(
+        [str(mypy), "--strict", "--cache-dir", str(tmp_path / "cache"), str(probe)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert "Non-overlapping equality check" in done.stdout, done.stdout
+    assert "Literal['h265']" in done.stdout

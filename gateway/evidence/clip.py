@@ -46,6 +46,8 @@ from av.stream import Stream
 from av.subtitles.codeccontext import SubtitleCodecContext
 from av.video.stream import VideoStream
 
+from gateway.media.codec import Codec, codec_of
+
 __all__ = [
     "TEXT_FORMAT",
     "TEXT_HANDLER",
@@ -113,7 +115,7 @@ class Clip:
     """Wall time at which the last frame written stops being shown."""
     frames: int
     """Video frames written."""
-    codec: str
+    codec: Codec
     """``h264`` or ``hevc``."""
     width: int
     height: int
@@ -132,6 +134,7 @@ class _Layout:
     """What must be the same in every segment of one file: the tracks' sample descriptions."""
 
     codec: str
+    """FFmpeg's name for it (compared as it is: two codecs unknown to :data:`Codec` differ)."""
     width: int
     height: int
     extradata: bytes
@@ -559,7 +562,7 @@ class _Writer:
             start=self.origin,
             end=self.origin + duration,
             frames=self.frames,
-            codec=self.layout.codec,
+            codec=codec_of(self.layout.codec),
             width=self.layout.width,
             height=self.layout.height,
             fps=self.fps,

@@ -246,7 +246,7 @@ class RtmpPublisher:
     def start(self) -> None:
         video = next((t for t in self._tracks if t.kind == "video"), None)
         if video is not None and self._video is None:
-            raise PushError(f"{video.codec} cannot be sent over RTMP; use rtsp:// or rtsps://")
+            raise PushError(f"{video.codec_name} cannot be sent over RTMP; use rtsp:// or rtsps://")
         if self._video is None and self._audio is None:
             raise PushError("no track that RTMP can carry (H.264 video, AAC audio)")
         if not self._name:

@@ -12,18 +12,20 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from gateway.media.codec import Codec
+
 __all__ = ["MAX_PAYLOAD", "RtpTrack", "clock_rate", "nal_units", "payload_type"]
 
 MAX_PAYLOAD = 1400
 """Payload bytes per RTP packet: what RTSP servers expect even over TCP (FFmpeg uses 1472)."""
 
-_STATIC_PAYLOAD_TYPES = {"pcm_mulaw": 0, "pcm_alaw": 8}
+_STATIC_PAYLOAD_TYPES: dict[Codec, int] = {"pcm_mulaw": 0, "pcm_alaw": 8}
 _H264_AUD = 9
 _HEVC_AUD = 35
 _NTP_EPOCH_OFFSET = 2_208_988_800
 
 
-def clock_rate(codec: str, sample_rate: int) -> int:
+def clock_rate(codec: Codec, sample_rate: int) -> int:
     """RTP clock of a codec: 90 kHz for video, 48 kHz for Opus, the sample rate otherwise."""
     if codec in ("h264", "hevc", "mjpeg", "mpeg4"):
         return 90_000
@@ -32,7 +34,7 @@ def clock_rate(codec: str, sample_rate: int) -> int:
     return sample_rate or 8000
 
 
-def payload_type(codec: str, sample_rate: int, channels: int, dynamic: int) -> int:
+def payload_type(codec: Codec, sample_rate: int, channels: int, dynamic: int) -> int:
     """The static payload type for 8 kHz mono G.711, else ``dynamic``."""
     static = _STATIC_PAYLOAD_TYPES.get(codec)
     if static is not None and sample_rate == 8000 and channels in (0, 1):
@@ -70,7 +72,7 @@ _Chunk = tuple[bytes, memoryview]
 class RtpTrack:
     """Packetiser and counters of one track of one push session."""
 
-    codec: str
+    codec: Codec
     payload_type: int
     clock: int
     ssrc: int = field(default_factory=lambda: struct.unpack("!I", os.urandom(4))[0])

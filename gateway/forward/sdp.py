@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+from typing import Final
 
 from gateway.forward.rtp import clock_rate, nal_units
+from gateway.media.codec import Codec
 from gateway.media.packet import Track
 
 __all__ = ["RTSP_CODECS", "describe"]
 
-RTSP_CODECS = frozenset({"h264", "hevc", "aac", "pcm_alaw", "pcm_mulaw", "opus"})
-_ENCODING = {
+RTSP_CODECS: Final[frozenset[Codec]] = frozenset(
+    {"h264", "hevc", "aac", "pcm_alaw", "pcm_mulaw", "opus"}
+)
+_ENCODING: Final[dict[Codec, str]] = {
     "h264": "H264",
     "hevc": "H265",
     "aac": "MPEG4-GENERIC",

@@ -16,6 +16,8 @@ import av
 from av.container import OutputContainer
 from av.stream import Stream
 
+from gateway.media.codec import Codec, codec_of
+
 __all__ = ["Packet", "SessionInfo", "Track", "TrackKind", "track_from_stream"]
 
 TrackKind = Literal["video", "audio"]
@@ -73,7 +75,7 @@ class Track:
 
     index: int
     kind: TrackKind
-    codec: str
+    codec: Codec
     time_base: Fraction
     width: int = 0
     height: int = 0
@@ -81,21 +83,30 @@ class Track:
     channels: int = 0
     extradata: bytes | None = field(default=None, repr=False)
     """Codec setup: Annex B parameter sets (H.264/H.265 from cameras), AudioSpecificConfig (AAC)."""
+    ffmpeg_codec: str = ""
+    """FFmpeg's name of the codec when ``codec`` is ``unknown`` (a codec the daemon does not
+    treat by name); empty otherwise. See :attr:`codec_name`."""
     template: Stream | None = field(default=None, repr=False, compare=False)
     _holder: OutputContainer | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def codec_name(self) -> str:
+        """FFmpeg's name of the codec, for its muxers and in messages: ``codec``, or what FFmpeg
+        calls a codec that is ``unknown`` here (an AMR camera's audio is still recorded)."""
+        return self.ffmpeg_codec or self.codec
 
     def add_to(self, output: OutputContainer) -> Stream:
         """Create the matching stream-copy stream in ``output``."""
         if self.template is None:
-            raise ValueError(f"track {self.index} ({self.codec}) has no codec parameters")
+            raise ValueError(f"track {self.index} ({self.codec_name}) has no codec parameters")
         stream = output.add_stream_from_template(self.template)
         stream.time_base = self.time_base
         return stream
 
     def describe(self) -> str:
         if self.kind == "video":
-            return f"{self.codec} {self.width}x{self.height}"
-        return f"{self.codec} {self.sample_rate} Hz"
+            return f"{self.codec_name} {self.width}x{self.height}"
+        return f"{self.codec_name} {self.sample_rate} Hz"
 
 
 def track_from_stream(index: int, stream: Stream) -> Track:
@@ -109,16 +120,19 @@ def track_from_stream(index: int, stream: Stream) -> Track:
     ctx = stream.codec_context
     kind: TrackKind = "video" if stream.type == "video" else "audio"
     time_base = stream.time_base or Fraction(1, 90000)
+    name = ctx.codec.canonical_name if ctx is not None else "unknown"
+    codec = codec_of(name)
     return Track(
         index=index,
         kind=kind,
-        codec=ctx.codec.canonical_name if ctx is not None else "unknown",
+        codec=codec,
         time_base=Fraction(time_base),
         width=int(getattr(ctx, "width", 0) or 0),
         height=int(getattr(ctx, "height", 0) or 0),
         sample_rate=int(getattr(ctx, "sample_rate", 0) or 0),
         channels=int(getattr(ctx, "channels", 0) or 0),
         extradata=bytes(ctx.extradata) if ctx is not None and ctx.extradata else None,
+        ffmpeg_codec=name if codec == "unknown" else "",
         template=template,
         _holder=holder,
     )

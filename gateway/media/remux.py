@@ -1,7 +1,7 @@
 """Stream copy into an output container: the one place packets become muxed output.
 
-Used by the recorder (MP4 files) and the forwarder (RTSP/RTMP push). Timestamps are rebased so
-that the output starts at zero, with every track rebased by the same instant (A/V stay aligned).
+Used by the recorder (MP4 files). Timestamps are rebased so that the output starts at zero,
+with every track rebased by the same instant (A/V stay aligned).
 Tracks the container cannot take are skipped and listed in :attr:`Remuxer.skipped`.
 """
 
@@ -27,15 +27,11 @@ def _supported(format_name: str) -> frozenset[str]:
     return frozenset(probe.supported_codecs)
 
 
-# RTSP has no codec tags for FFmpeg to query: what its RTP packetisers take.
-_RTSP_CODECS = frozenset(
-    {"h264", "hevc", "mjpeg", "mpeg4", "aac", "opus", "pcm_alaw", "pcm_mulaw", "g722", "mp3"}
-)
-
-
-def container_takes(container: OutputContainer, codec: str) -> bool:
-    name = container.format.name.split(",")[0]
-    return codec in (_RTSP_CODECS if name == "rtsp" else _supported(name))
+def container_takes(container: OutputContainer, codec_name: str) -> bool:
+    """Whether FFmpeg's muxer for ``container`` takes the codec FFmpeg calls ``codec_name``
+    (:attr:`Track.codec_name`). For the recorder's MP4: the forwarder's RTSP and RTMP are
+    written by hand and list what they carry themselves, in ``gateway.forward``."""
+    return codec_name in _supported(container.format.name.split(",")[0])
 
 
 class Remuxer:
@@ -54,7 +50,7 @@ class Remuxer:
         self.frames = 0
         self._has_video = any(t.kind == "video" for t in tracks)
         for track in tracks:
-            if not container_takes(container, track.codec):
+            if not container_takes(container, track.codec_name):
                 self.skipped.append(track)
                 continue
             stream = track.add_to(container)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from gateway.media.codec import Codec
+
 __all__ = ["Fmp4Error", "SegmentFacts", "TrackFacts", "repair", "scan"]
 
 _MAX_MOOV = 16 * 1024 * 1024
@@ -63,7 +65,7 @@ _FILLER = {
 }
 """Top-level boxes that may sit around the movie header and fragments without being damage."""
 _TRAK_CONTAINERS = {b"trak", b"mdia", b"minf", b"stbl"}
-_CODECS = {
+_CODECS: dict[bytes, Codec] = {
     b"avc1": "h264",
     b"avc3": "h264",
     b"hvc1": "hevc",

@@ -208,12 +208,12 @@ class Recorder:
             self._fail(exc)
             return
         for track in writer.skipped:
-            if track.codec not in self._warned_codecs:
-                self._warned_codecs.add(track.codec)
+            if track.codec_name not in self._warned_codecs:
+                self._warned_codecs.add(track.codec_name)
                 log.warning(
                     "camera %s: audio %s cannot be stored in MP4; recording video without it",
                     self.camera_id,
-                    track.codec,
+                    track.codec_name,
                 )
         self._writer = writer
         self._storage.opened(self.camera_id, path, self._expected_size)
