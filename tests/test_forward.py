@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import (
@@ -408,3 +409,98 @@ def test_digest_authentication_and_h265(tmp_path: Path, cameras, centre, gateway
     assert codecs == ["hevc"]
     assert decode_errors(arrived) == ""
     assert video_frames(arrived) >= 3 * 25 - 10
+
+
+def _ask(socket_path: Path, **request: object) -> tuple[dict[str, Any], float]:
+    """One forward command over the control socket, as the command line sends it; (answer,
+    seconds it took). From this process: a CLI process would add its own start to the time."""
+    from gateway.control import call
+
+    began = time.monotonic()
+    answer = call(socket_path, {"command": "forward", **request}, timeout=30)
+    return answer, time.monotonic() - began
+
+
+OTHER_CAMERA_BUDGET = 0.1
+"""Issue 11: a pusher that never returns from its stop must not delay a command for another
+camera by more than 100 ms. The journal is on a tmpfs in that test: on the shared disk of a
+loaded test machine one fsync now and then waits 300 ms behind other processes' writes, which is
+the command's own cost, not a wait on the wedged camera."""
+
+
+@pytest.mark.root
+def test_a_stop_stuck_on_a_wedged_centre_delays_no_command_for_another_camera(
+    tmp_path: Path, cameras, centre, gateway
+) -> None:
+    import signal
+    import subprocess
+    import threading
+
+    from helpers import audit_entries, slow_link, tmpfs
+
+    camera = cameras(
+        ["/a:fps=25:gop=25:bitrate=2000:pattern=snow:width=320:height=240", "/b:fps=25:gop=25"]
+    )
+    with slow_link("100mbit") as (namespace, address), tmpfs(tmp_path / "j", "16m") as journal:
+        # A centre that takes the push and then stops reading (SIGSTOP). Its receive buffer kept
+        # small (in its namespace only), the push's socket fills within seconds, and the
+        # pusher's thread then stays in a send for the whole connect_timeout: its stop waits.
+        netns = ["ip", "netns", "exec", namespace]
+        subprocess.run([*netns, "sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 65536"], check=True)
+        receiver = centre(
+            ["/res-0042/hall-a", "/res-0042/hall-b"], address=address, netns=namespace
+        )
+        config = write_config(
+            tmp_path / "gw.yaml",
+            tmp_path / "rec",
+            [{"id": "hall-a", "url": camera.url("/a")}, {"id": "hall-b", "url": camera.url("/b")}],
+            site_id="res-0042",
+            uplink={"url": receiver.url(), "queue": "1s", "connect_timeout": "30s"},
+            audit={"path": str(journal / "audit")},
+        )
+        socket_path = tmp_path / "ctl.sock"
+        gw = gateway(config)
+        gw.wait_log("camera hall-a: online", 15)
+        gw.wait_log("camera hall-b: online", 15)
+        started, _ = _ask(socket_path, action="start", camera="hall-a", duration="5m", reason="r")
+        assert started["ok"], started
+        wait_until(lambda: _state(gw) == "live", 10, "live forward")
+        assert receiver.proc is not None
+        receiver.proc.send_signal(signal.SIGSTOP)
+        stop: dict[str, Any] = {}
+        try:
+            wait_until(
+                lambda: gw.forward_status()["hall-a"]["dropped_frames"] > 0,
+                15,
+                "the push to wedge (its queue full, frames dropped)",
+            )
+
+            def stop_a() -> None:
+                stop["answer"], stop["took"] = _ask(socket_path, action="stop", camera="hall-a")
+
+            stopping = threading.Thread(target=stop_a)
+            stopping.start()
+            time.sleep(0.3)  # the stop is in the manager, waiting on hall-a's worker
+            began = time.monotonic()
+            gw.status()
+            status_took = time.monotonic() - began
+            other, took = _ask(
+                socket_path, action="start", camera="hall-b", duration="1m", reason="other"
+            )
+            stopping.join(30)
+        finally:
+            receiver.proc.send_signal(signal.SIGCONT)
+        print(
+            f"\nhall-a's stop took {stop['took']:.2f} s; meanwhile hall-b's start was answered "
+            f"in {took * 1000:.0f} ms and a status in {status_took * 1000:.0f} ms"
+        )
+        assert stop["answer"]["ok"], stop
+        assert stop["took"] >= 1.0, "the stop was not stuck on the wedged push: nothing measured"
+        assert other["ok"], other
+        assert took < OTHER_CAMERA_BUDGET, f"hall-b's start waited {took:.3f} s on hall-a's stop"
+        assert status_took < OTHER_CAMERA_BUDGET, f"a status waited {status_took:.3f} s"
+        assert gw.stop() == 0
+        entries = [e for e in audit_entries(journal / "audit") if e["event"].startswith("forward_")]
+    for name in ("hall-a", "hall-b"):  # hall-b's start is journalled while hall-a stops
+        events = [e["event"] for e in entries if e["camera"] == name]
+        assert events == ["forward_started", "forward_stopped"], (name, entries)
