@@ -81,8 +81,9 @@ one process is refused past this at once, and cannot take the slots other proces
 
 HANDLER_THREADS = 4
 """Threads carrying out requests: a forward start waits for the journal's fsync (milliseconds,
-longer on a loaded SD card), so a few let a status answer meanwhile; more would only contend
-for the forward manager's lock."""
+longer on a loaded SD card) and a stop for the camera's link to close (up to its timeout), so a
+few let a status answer meanwhile; an export runs in a child process and holds one only while
+it waits for it."""
 
 _MAX_REQUEST = 64 * 1024
 """Bytes of a request line: a forward command is under 1 KiB."""
