@@ -32,10 +32,10 @@ from gateway.forward.flv import (
     amf_encode,
     avc_decoder_config,
     avc_frame,
-    nal_units,
 )
 from gateway.forward.publisher import PushUrl
 from gateway.forward.rtmp import RtmpPublisher, split_path
+from gateway.media.bitstream import nal
 from gateway.media.normalize import Normalizer
 from gateway.media.packet import Packet, Track
 from gateway.source.sim import SimSource
@@ -873,7 +873,7 @@ def test_annex_b_to_length_prefixed() -> None:
             *(b"\x00\x00\x01" + sei, b"\x00\x00\x00\x01" + idr + b"\x00"),
         ]
     )
-    assert [bytes(n) for n in nal_units(annexb)] == [aud, sps, pps, sei, idr]
+    assert list(nal.units(annexb)) == [aud, sps, pps, sei, idr]
     frame = avc_frame(annexb, False, 40)
     assert frame.picture and frame.keyframe  # an IDR slice makes it a keyframe
     assert b"".join(frame.parts) == b"\x17\x01\x00\x00\x28" + b"".join(

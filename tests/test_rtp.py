@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from gateway.forward import rtsp
-from gateway.forward.rtp import MAX_PAYLOAD, RtpTrack, nal_units
+from gateway.forward.rtp import MAX_PAYLOAD, RtpTrack
 from gateway.forward.sdp import describe
 from gateway.media.packet import Track
 
@@ -85,11 +85,6 @@ def test_sender_report_maps_rtp_time_to_wall_time() -> None:
     assert (kind, length, ssrc, rtp_ts, packets, octets) == (200, 6, track.ssrc, 1000, 1, 4)
     assert ntp_seconds == 1_700_000_000 + 2_208_988_800
     assert ntp_fraction == 1 << 31
-
-
-def test_nal_units_handles_three_and_four_byte_start_codes() -> None:
-    data = b"\x00\x00\x00\x01AAA\x00\x00\x01BB\x00\x00\x00\x01C"
-    assert list(nal_units(data)) == [b"AAA", b"BB", b"C"]
 
 
 def test_sdp_carries_the_parameter_sets_and_audio_config() -> None:

@@ -8,8 +8,11 @@ an ``AVCDecoderConfigurationRecord`` once and then 4-byte length-prefixed NAL un
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from typing import NamedTuple, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
+
+from gateway.media.bitstream import BitstreamError, h264
+from gateway.media.bitstream.h264 import NalType, parameter_sets
+from gateway.media.bitstream.nal import spans
 
 __all__ = [
     "AAC_FRAME",
@@ -23,8 +26,6 @@ __all__ = [
     "avc_decoder_config",
     "avc_frame",
     "avc_sequence_header",
-    "nal_units",
-    "parameter_sets",
 ]
 
 AmfValue: TypeAlias = "float | bool | str | dict[str, AmfValue] | list[AmfValue] | None"
@@ -134,51 +135,10 @@ def _string(data: bytes, pos: int, width: int) -> tuple[str, int]:
 
 # -- H.264 -------------------------------------------------------------------------------------
 
-NAL_SPS = 7
-NAL_PPS = 8
-NAL_AUD = 9
-NAL_SPS_EXT = 13
-_DROPPED = frozenset((NAL_SPS, NAL_PPS, NAL_AUD))
-_HIGH_PROFILES = frozenset((100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135))
-
-
-def nal_units(annexb: bytes) -> Iterator[memoryview]:
-    """The NAL units of an Annex B buffer, without start codes or trailing zero bytes."""
-    view = memoryview(annexb)
-    find = annexb.find
-    start = find(b"\x00\x00\x01")
-    while start >= 0:
-        start += 3
-        nxt = find(b"\x00\x00\x01", start)
-        end = len(annexb) if nxt < 0 else nxt
-        while end > start and annexb[end - 1] == 0:
-            end -= 1
-        if end > start:
-            yield view[start:end]
-        start = nxt
-
-
-def parameter_sets(annexb: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """The SPS, PPS and SPS extension NAL units in an Annex B buffer, in order, without repeats.
-
-    Only what precedes the first slice is looked at (where an access unit carries them), so
-    that a large keyframe is not scanned twice.
-    """
-    found: dict[int, list[bytes]] = {NAL_SPS: [], NAL_PPS: [], NAL_SPS_EXT: []}
-    find = annexb.find
-    pos = find(b"\x00\x00\x01")
-    while 0 <= pos < len(annexb) - 3:
-        start = pos + 3
-        kind = annexb[start] & 0x1F
-        if 1 <= kind <= 5:
-            break
-        pos = find(b"\x00\x00\x01", start)
-        target = found.get(kind)
-        if target is not None:
-            nal = annexb[start : len(annexb) if pos < 0 else pos].rstrip(b"\x00")
-            if nal not in target:
-                target.append(nal)
-    return found[NAL_SPS], found[NAL_PPS], found[NAL_SPS_EXT]
+_DROPPED: Final = frozenset({int(NalType.SPS), int(NalType.PPS), int(NalType.AUD)})
+"""Left out of each frame: the sequence header carries the parameter sets."""
+_VCL: Final = h264.VCL
+_IDR: Final = int(NalType.IDR)
 
 
 def avc_decoder_config(extradata: bytes) -> bytes | None:
@@ -211,46 +171,12 @@ def avc_config_record(sps: list[bytes], pps: list[bytes], ext: list[bytes]) -> b
 
 
 def _sps_format(sps: bytes) -> tuple[int, int, int]:
-    """chroma_format_idc, bit_depth_luma_minus8, bit_depth_chroma_minus8 of an SPS NAL unit."""
-    profile = sps[1]
-    if profile not in _HIGH_PROFILES:
-        return 1, 0, 0
-    bits = _Bits(sps[4:80].replace(b"\x00\x00\x03", b"\x00\x00"))
+    """chroma_format_idc, bit_depth_luma_minus8, bit_depth_chroma_minus8 of an SPS NAL unit;
+    4:2:0 and 8 bits when it cannot be read, so that a damaged SPS still gets a record."""
     try:
-        bits.ue()  # seq_parameter_set_id
-        chroma = bits.ue()
-        if chroma == 3:
-            bits.bit()  # separate_colour_plane_flag
-        luma = bits.ue()
-        chroma_depth = bits.ue()
-    except IndexError:
+        return h264.sps_format(sps)
+    except BitstreamError:
         return 1, 0, 0
-    return chroma & 3, luma & 7, chroma_depth & 7
-
-
-class _Bits:
-    """Exp-Golomb reading of an RBSP (enough for the first fields of an SPS)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._value = int.from_bytes(data, "big")
-        self._left = len(data) * 8
-
-    def bit(self) -> int:
-        if self._left <= 0:
-            raise IndexError("end of SPS")
-        self._left -= 1
-        return (self._value >> self._left) & 1
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.bit() == 0:
-            zeros += 1
-            if zeros > 31:
-                raise IndexError("bad Exp-Golomb code")
-        value = 1
-        for _ in range(zeros):
-            value = (value << 1) | self.bit()
-        return value - 1
 
 
 def avc_sequence_header(config: bytes) -> bytes:
@@ -274,16 +200,17 @@ def avc_frame(annexb: bytes, keyframe: bool, composition_ms: int) -> AvcFrame:
     the parameter sets)."""
     parts: list[bytes | memoryview] = [b""]
     pack = _U32.pack
+    view = memoryview(annexb)
     picture = idr = False
-    for nal in nal_units(annexb):
-        kind = nal[0] & 0x1F
+    for begin, end in spans(annexb):
+        kind = annexb[begin] & 0x1F
         if kind in _DROPPED:
             continue
-        if 1 <= kind <= 5:
+        if kind in _VCL:
             picture = True
-            idr = idr or kind == 5
-        parts.append(pack(len(nal)))
-        parts.append(nal)
+            idr = idr or kind == _IDR
+        parts.append(pack(end - begin))
+        parts.append(view[begin:end])
     keyframe = keyframe or idr
     header = (0x17 if keyframe else 0x27, 1, *(composition_ms & 0xFFFFFF).to_bytes(3, "big"))
     parts[0] = bytes(header)

@@ -28,9 +28,9 @@ from gateway.forward.flv import (
     avc_decoder_config,
     avc_frame,
     avc_sequence_header,
-    parameter_sets,
 )
 from gateway.forward.publisher import PushUrl
+from gateway.media.bitstream.h264 import parameter_sets
 from gateway.media.packet import Packet, Track
 
 __all__ = ["CHUNK_SIZE", "RtmpPublisher", "split_path"]

@@ -11,17 +11,23 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
+from gateway.media.bitstream import h264, h265
+from gateway.media.bitstream.nal import spans
 from gateway.media.codec import Codec
 
-__all__ = ["MAX_PAYLOAD", "RtpTrack", "clock_rate", "nal_units", "payload_type"]
+__all__ = ["MAX_PAYLOAD", "RtpTrack", "clock_rate", "payload_type"]
 
 MAX_PAYLOAD = 1400
 """Payload bytes per RTP packet: what RTSP servers expect even over TCP (FFmpeg uses 1472)."""
 
 _STATIC_PAYLOAD_TYPES: dict[Codec, int] = {"pcm_mulaw": 0, "pcm_alaw": 8}
-_H264_AUD = 9
-_HEVC_AUD = 35
+_H264_AUD: Final = int(h264.NalType.AUD)
+_H264_FU_A: Final = int(h264.NalType.FU_A)
+_HEVC_AUD: Final = int(h265.NalType.AUD)
+_HEVC_FU: Final = int(h265.NalType.FU)
+"""Plain ints: compared for every NAL unit sent."""
 _NTP_EPOCH_OFFSET = 2_208_988_800
 
 
@@ -40,26 +46,6 @@ def payload_type(codec: Codec, sample_rate: int, channels: int, dynamic: int) ->
     if static is not None and sample_rate == 8000 and channels in (0, 1):
         return static
     return dynamic
-
-
-def nal_spans(data: bytes) -> Iterator[tuple[int, int]]:
-    """(start, end) of each NAL unit of an Annex B access unit, start codes excluded."""
-    start = data.find(b"\x00\x00\x01")
-    while start >= 0:
-        begin = start + 3
-        following = data.find(b"\x00\x00\x01", begin)
-        end = len(data) if following < 0 else following
-        while following >= 0 and end > begin and data[end - 1] == 0:
-            end -= 1  # the leading zero of the next 4-byte start code
-        if end > begin:
-            yield begin, end
-        start = following
-
-
-def nal_units(data: bytes) -> Iterator[bytes]:
-    """The NAL units of an Annex B access unit, without start codes."""
-    for begin, end in nal_spans(data):
-        yield data[begin:end]
 
 
 _INTERLEAVED = struct.Struct("!cBHBBHII")
@@ -156,7 +142,7 @@ class RtpTrack:
 
 
 def _h264_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
-    for begin, end in nal_spans(data):
+    for begin, end in spans(data):
         header = data[begin]
         kind = header & 0x1F
         if kind == _H264_AUD:
@@ -164,7 +150,7 @@ def _h264_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
         if end - begin <= MAX_PAYLOAD:
             yield b"", view[begin:end]
             continue
-        indicator = (header & 0xE0) | 28  # FU-A
+        indicator = (header & 0xE0) | _H264_FU_A
         step = MAX_PAYLOAD - 2
         for offset in range(begin + 1, end, step):
             flags = 0x80 if offset == begin + 1 else 0
@@ -174,7 +160,7 @@ def _h264_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
 
 
 def _hevc_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
-    for begin, end in nal_spans(data):
+    for begin, end in spans(data):
         if end - begin < 2:
             continue
         kind = (data[begin] >> 1) & 0x3F
@@ -183,7 +169,7 @@ def _hevc_chunks(data: bytes, view: memoryview) -> Iterator[_Chunk]:
         if end - begin <= MAX_PAYLOAD:
             yield b"", view[begin:end]
             continue
-        header = bytes(((data[begin] & 0x81) | (49 << 1), data[begin + 1]))  # FU, same layer/tid
+        header = bytes(((data[begin] & 0x81) | (_HEVC_FU << 1), data[begin + 1]))  # same layer, tid
         step = MAX_PAYLOAD - 3
         for offset in range(begin + 2, end, step):
             flags = 0x80 if offset == begin + 2 else 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Final
 
-from gateway.forward.rtp import clock_rate, nal_units
+from gateway.forward.rtp import clock_rate
+from gateway.media.bitstream import h264, h265
 from gateway.media.codec import Codec
 from gateway.media.packet import Track
 
@@ -22,6 +23,14 @@ _ENCODING: Final[dict[Codec, str]] = {
     "pcm_mulaw": "PCMU",
     "opus": "opus",
 }
+
+
+_HEVC_SPROP: Final = {
+    h265.NalType.VPS: "sprop-vps",
+    h265.NalType.SPS: "sprop-sps",
+    h265.NalType.PPS: "sprop-pps",
+}
+"""RFC 7798 7.1: the first of each parameter set, in this order."""
 
 
 def describe(tracks: list[tuple[Track, int]], *, host: str) -> str:
@@ -61,20 +70,17 @@ def _b64(data: bytes) -> str:
 def _fmtp(track: Track) -> str:
     extradata = track.extradata or b""
     if track.codec == "h264":
-        nals = list(nal_units(extradata))
-        sps = [n for n in nals if n[0] & 0x1F == 7]
-        pps = [n for n in nals if n[0] & 0x1F == 8]
+        sps, pps, _ = h264.parameter_sets(extradata)
         parts = ["packetization-mode=1"]
         if sps and pps:
             parts.append(f"sprop-parameter-sets={_b64(sps[0])},{_b64(pps[0])}")
             parts.append(f"profile-level-id={sps[0][1:4].hex().upper()}")
         return "; ".join(parts)
     if track.codec == "hevc":
-        found: dict[int, bytes] = {}
-        for nal in nal_units(extradata):
-            found.setdefault((nal[0] >> 1) & 0x3F, nal)
-        names = {32: "sprop-vps", 33: "sprop-sps", 34: "sprop-pps"}
-        return "; ".join(f"{name}={_b64(found[k])}" for k, name in names.items() if k in found)
+        found = h265.parameter_sets(extradata)
+        return "; ".join(
+            f"{name}={_b64(found[kind][0])}" for kind, name in _HEVC_SPROP.items() if found[kind]
+        )
     if track.codec == "aac":
         parts = [
             "profile-level-id=1",

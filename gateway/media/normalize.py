@@ -9,21 +9,23 @@ the session (a split picture's second part is marked ``continuation`` and shares
 part's timestamps).
 
 Whether a video packet with its predecessor's timestamp is more of the same picture or the next
-picture is read from the bitstream for H.264 and H.265 (:func:`_scan`), never assumed from the
-timestamp: a signing camera was seen stamping six P pictures alike after its first keyframe,
-and merging them into one MP4 sample made FFmpeg reject them (``Frame num change``) and broke
-the camera's signature, which covers every NAL unit in order. Bytes are never changed here:
-only which packets form one sample, and the timestamps.
+picture is read from the bitstream for H.264 and H.265 (:mod:`gateway.media.bitstream.pictures`),
+never assumed from the timestamp: a signing camera was seen stamping six P pictures alike after
+its first keyframe, and merging them into one MP4 sample made FFmpeg reject them (``Frame num
+change``) and broke the camera's signature, which covers every NAL unit in order. Bytes are
+never changed here: only which packets form one sample, and the timestamps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
+from gateway.media.bitstream.nal import is_annexb
+from gateway.media.bitstream.pictures import Role, h264_role, h265_role, scan
+from gateway.media.codec import Codec
 from gateway.media.packet import Packet, Track
 
 __all__ = ["AccessUnitJoiner", "Normalizer", "RawPacket"]
@@ -63,8 +65,8 @@ class _TrackState:
     frame_duration: int = 0
     repaired: int = 0
     discontinuities: int = 0
-    hevc: bool | None = None
-    """How this track's access units are told apart: H.264 (False), H.265 (True), or by the
+    role: Role | None = None
+    """How this track's access units are told apart: by its H.264 or H.265 NAL units, or by the
     timestamp alone (None: a codec whose bitstream is not read here)."""
     unit: bytes | None = None
     """The packet that opened the access unit last returned (a reference, not a copy)."""
@@ -105,7 +107,7 @@ class Normalizer:
                 t,
                 tick=float(t.time_base),
                 max_jump=round(MAX_JUMP_SECONDS / t.time_base),
-                hevc=_BITSTREAMS.get(t.codec) if t.kind == "video" else None,
+                role=_ROLES.get(t.codec) if t.kind == "video" else None,
             )
             for t in tracks
         }
@@ -208,7 +210,7 @@ class Normalizer:
     def _emit(self, state: _TrackState, raw: RawPacket, dts: int, pts: int) -> Packet:
         state.last_out = dts
         state.last_pts = pts
-        if state.hevc is not None:
+        if state.role is not None:
             state.unit, state.unit_slice = raw.data, None
         return self._packet(state, raw, dts, pts, continuation=False)
 
@@ -269,90 +271,10 @@ class AccessUnitJoiner:
         return out
 
 
-# -- telling access units apart (H.264 7.4.1.2.3, H.265 7.4.2.4.4) ----------------------------
+# -- telling access units apart: gateway.media.bitstream.pictures -----------------------------
 
-_BITSTREAMS = {"h264": False, "hevc": True}
-"""Codecs whose access units are told apart by their NAL units: is it H.265."""
-
-_OTHER, _OPENER, _SLICE, _FIRST_SLICE = range(4)
-"""What a NAL unit says about access units: nothing; it opens the next access unit if it follows
-a picture's slice (AUD, parameter sets, SEI...); a slice of a picture; a picture's first slice."""
-
-_H264_SLICES = frozenset({1, 2, 3, 4, 5})
-"""VCL NAL units: slices (1, 5) and slice data partitions A, B, C (2, 3, 4)."""
-_H264_SLICE_HEADERS = frozenset({1, 2, 5})
-"""The VCL NAL units that open with a slice header (partitions B and C follow their A)."""
-_H264_OPENERS = frozenset({6, 7, 8, 9, 14, 15, 16, 17, 18})
-"""SEI, SPS, PPS, access unit delimiter, prefix NAL unit, subset SPS, reserved 16-18."""
-_HEVC_OPENERS = frozenset({32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)})
-"""VPS, SPS, PPS, access unit delimiter, prefix SEI, reserved 41-44, unspecified 48-55."""
-
-_START = b"\x00\x00\x01"
-
-
-def _annexb(data: bytes) -> bool:
-    return data.startswith(_START) or data.startswith(b"\x00" + _START)
-
-
-def _nal_headers(data: bytes) -> Iterator[int]:
-    """Offset of each NAL unit header of an Annex B packet, in order. The search for the next
-    start code stops wherever the caller stops: a picture's slice data is never scanned."""
-    find = data.find
-    start = find(_START)
-    while start >= 0:
-        header = start + 3
-        if header < len(data):
-            yield header
-        start = find(_START, header)
-
-
-def _role(data: bytes, at: int, hevc: bool) -> int:
-    """What the NAL unit whose header is at ``at`` says about access units.
-
-    A picture's first slice: H.264 ``first_mb_in_slice`` = 0, an exp-Golomb ue(v) whose code
-    for 0 is a single 1 bit, so the first bit after the one-byte header; H.265
-    ``first_slice_segment_in_pic_flag``, the first bit after the two-byte header (of the base
-    layer: slices of other layers belong to the same access unit).
-    """
-    header = data[at]
-    if not hevc:
-        kind = header & 0x1F
-        if kind in _H264_SLICES:
-            first = kind in _H264_SLICE_HEADERS and at + 1 < len(data) and data[at + 1] & 0x80
-            return _FIRST_SLICE if first else _SLICE
-        return _OPENER if kind in _H264_OPENERS else _OTHER
-    if at + 1 >= len(data):
-        return _OTHER
-    kind = (header >> 1) & 0x3F
-    base_layer = not (header & 1 or data[at + 1] & 0xF8)
-    if kind < 32:
-        first = base_layer and at + 2 < len(data) and data[at + 2] & 0x80
-        return _FIRST_SLICE if first else _SLICE
-    return _OPENER if base_layer and kind in _HEVC_OPENERS else _OTHER
-
-
-def _scan(data: bytes, hevc: bool, after_slice: bool) -> tuple[bool, bool]:
-    """(whether this packet begins the next access unit, whether it holds a slice), given
-    whether the access unit so far holds a slice (``after_slice``).
-
-    It begins the next one if, before its own first slice, it carries an AUD, a parameter set,
-    an SEI... or if that first slice is a picture's first, and the access unit so far already
-    holds a slice. Nothing after the packet's first slice is looked at: the parser that cut the
-    stream into packets (FFmpeg's, for RTSP) is not second-guessed within a packet.
-
-    H.264's frame_num is not compared: it needs the active SPS's ``log2_max_frame_num`` (so
-    every SPS and PPS tracked), two non-reference pictures in a row share it anyway, and a
-    picture whose first slice does not come first (arbitrary slice order, Baseline only) is
-    something FFmpeg's decoder does not take either. The two fields of an interlaced frame are
-    two access units (H.264 7.4.1.2): in two packets stamped alike, they become two samples.
-    """
-    for at in _nal_headers(data):
-        role = _role(data, at, hevc)
-        if role >= _SLICE:
-            return after_slice and role == _FIRST_SLICE, True
-        if role == _OPENER and after_slice:
-            return True, False
-    return False, False
+_ROLES: dict[Codec, Role] = {"h264": h264_role, "hevc": h265_role}
+"""Codecs whose access units are told apart by their NAL units, and how."""
 
 
 def _same_access_unit(state: _TrackState, data: bytes) -> bool:
@@ -362,12 +284,12 @@ def _same_access_unit(state: _TrackState, data: bytes) -> bool:
     that never repeats a timestamp costs nothing here; a packet that is not Annex B H.264 or
     H.265 continues, as the same timestamp always meant.
     """
-    hevc, unit = state.hevc, state.unit
-    if hevc is None or unit is None or not _annexb(data) or not _annexb(unit):
+    role, unit = state.role, state.unit
+    if role is None or unit is None or not is_annexb(data) or not is_annexb(unit):
         return True
     if state.unit_slice is None:
-        state.unit_slice = _scan(unit, hevc, False)[1]
-    opens, holds_slice = _scan(data, hevc, state.unit_slice)
+        state.unit_slice = scan(unit, role, False)[1]
+    opens, holds_slice = scan(data, role, state.unit_slice)
     if opens:
         return False
     state.unit_slice = state.unit_slice or holds_slice

@@ -7,32 +7,39 @@ extradata in front of a keyframe that lacks them.
 
 from __future__ import annotations
 
+from gateway.media.bitstream import h264, h265
+from gateway.media.bitstream.nal import headers, is_annexb
+from gateway.media.codec import Codec
+
 __all__ = ["with_parameter_sets"]
 
-_H264_SPS = 7
-_HEVC_SPS = 33
+
+def _has_sps(data: bytes, codec: Codec) -> bool:
+    """Whether an SPS comes before the first slice (where an access unit carries it): the slice
+    data, the bulk of a keyframe, is not searched."""
+    for at in headers(data):
+        if codec == "h264":
+            kind = data[at] & 0x1F
+            if kind == h264.NalType.SPS:
+                return True
+            if kind in h264.VCL:
+                return False
+        else:
+            kind = (data[at] >> 1) & 0x3F
+            if kind == h265.NalType.SPS:
+                return True
+            if kind < h265.VCL_END:
+                return False
+    return False
 
 
-def _nal_types(data: bytes, codec: str) -> set[int]:
-    types: set[int] = set()
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0 and i + 3 < len(data):
-        header = data[i + 3]
-        types.add(header & 0x1F if codec == "h264" else (header >> 1) & 0x3F)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    return types
-
-
-def with_parameter_sets(data: bytes, extradata: bytes | None, codec: str) -> bytes:
+def with_parameter_sets(data: bytes, extradata: bytes | None, codec: Codec) -> bytes:
     """``data`` (an Annex B keyframe) with ``extradata`` in front if it carries no SPS.
 
     Returned unchanged for other codecs, or when the extradata is not Annex B (avcC/hvcC).
     """
-    if codec not in ("h264", "hevc") or not extradata:
+    if codec not in ("h264", "hevc") or not extradata or not is_annexb(extradata):
         return data
-    if not (extradata.startswith(b"\x00\x00\x01") or extradata.startswith(b"\x00\x00\x00\x01")):
-        return data
-    sps = _H264_SPS if codec == "h264" else _HEVC_SPS
-    if sps in _nal_types(data, codec):
+    if _has_sps(data, codec):
         return data
     return extradata + data
