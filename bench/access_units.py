@@ -1,17 +1,20 @@
-"""What telling pictures apart by their bitstream costs on the per-packet path: packets per
-second through the normaliser and the access-unit joiner (what the recorder's packets go
-through), the working tree's against a git commit's, side by side in the same run.
+"""What reading the bitstream costs on the per-packet path: packets per second through the
+normaliser and the access-unit joiner (what the recorder's packets go through), and through
+the forwarder's NAL unit scanning (RTP packetisation, FLV framing, parameter sets put in front
+of keyframes), the working tree's against a git commit's, side by side in the same run.
 
     .venv/bin/python bench/access_units.py [--baseline 6174ab7] [--rounds 9] [--passes 20]
 
-The baseline's ``gateway/media/normalize.py`` is read with ``git show`` and imported under its
-own name next to the working tree's (it shares ``gateway.media.packet``); the default baseline
-is the last version that took a repeated timestamp for the same picture. The packets are real:
+The baseline's ``gateway/media/normalize.py``, ``gateway/forward/rtp.py``, ``flv.py`` and
+``gateway/media/params.py`` are read with ``git show`` and imported under their own names next
+to the working tree's (they share ``gateway.media.packet``); the default baseline is the last
+version that took a repeated timestamp for the same picture. The packets are real:
 x264 and x265 streams (720p25, 1 s GOP, made once by ffmpeg under bench/.cache, Annex B and cut
 into pictures by FFmpeg's parser, as the RTSP demuxer gives them), stamped and cut as cameras
-do in each case below, with the number of samples each version makes of them. Rounds
-alternate between the two versions (each round: ``--passes`` new sessions over the clip); each
-case reports the median of the rounds and the time added per packet.
+do in each case below, with the number of samples each version makes of them (for the
+forwarder: the bytes it sends, which must be the same). Rounds alternate between the two
+versions (each round: ``--passes`` new sessions over the clip); each case reports the median
+of the rounds and the time added per packet.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, ROOT
 
 sys.path.insert(0, str(ROOT))
-from gateway.media import normalize
+from gateway.forward import flv, rtp
+from gateway.media import normalize, params
 from gateway.media.normalize import RawPacket
 from gateway.media.packet import Track
 
@@ -138,16 +143,17 @@ def cases(seconds: int) -> dict[str, tuple[str, list[RawPacket]]]:
     return out
 
 
-def baseline_module(ref: str) -> ModuleType:
+def baseline_module(ref: str, source_path: str = "gateway/media/normalize.py") -> ModuleType:
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{ref}:gateway/media/normalize.py"],
+        ["git", "-C", str(ROOT), "show", f"{ref}:{source_path}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="cgw-au-")) / "normalize_baseline.py"
+    name = Path(source_path).stem + "_baseline"
+    path = Path(tempfile.mkdtemp(prefix="cgw-au-")) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("normalize_baseline", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
@@ -179,6 +185,93 @@ def one_round(
     return total / (passes * len(packets)), samples
 
 
+Sender = Callable[[bytes, bool], int]
+"""Sends one packet (data, keyframe): the bytes it would write."""
+
+
+def forward_cases(seconds: int) -> dict[str, tuple[str, list[tuple[bytes, bool]]]]:
+    """Case name: (what runs, pictures). Keyframes lose their in-band parameter sets for the
+    case that puts them back (a camera that sends them in the SDP only)."""
+    out: dict[str, tuple[str, list[tuple[bytes, bool]]]] = {}
+    for codec in ("h264", "hevc"):
+        whole = pictures(clip(codec, False, seconds), codec)
+        out[f"{codec}: RTP packets of each picture"] = (f"rtp-{codec}", whole)
+        bare = [
+            (b"".join(u for u in nal_units(data) if not is_parameter_set(u, codec)), key)
+            for data, key in whole
+            if key
+        ]
+        out[f"{codec}: parameter sets before keyframes"] = (f"params-{codec}", bare)
+    out["h264: FLV frame of each picture"] = ("flv", pictures(clip("h264", False, seconds), "h264"))
+    return out
+
+
+def is_parameter_set(unit: bytes, codec: str) -> bool:
+    header = unit[unit.find(b"\x00\x00\x01") + 3]
+    return header & 0x1F in (7, 8) if codec == "h264" else 32 <= (header >> 1) & 0x3F <= 34
+
+
+def sender(kind: str, modules: dict[str, ModuleType]) -> Sender:
+    """A new session of what ``kind`` names, from these versions of the modules."""
+    if kind.startswith("rtp-"):
+        track = modules["rtp"].RtpTrack(kind[4:], 96, 90_000)
+        return lambda data, key: len(track.interleaved(data, 0, 0))
+    if kind.startswith("params-"):
+        codec = kind[7:]
+        extradata = b"\x00\x00\x00\x01\x67\x64\x00\x1f" + b"\x00\x00\x00\x01\x68\xee"
+        if codec == "hevc":
+            extradata = b"\x00\x00\x00\x01\x40\x01\x0c\x01" + b"\x00\x00\x00\x01\x42\x01\x01"
+        add = modules["params"].with_parameter_sets
+        return lambda data, key: len(add(data, extradata, codec))
+    frame = modules["flv"].avc_frame
+    return lambda data, key: sum(len(p) for p in frame(data, key, 0).parts)
+
+
+def forward_round(
+    kind: str, modules: dict[str, ModuleType], units: list[tuple[bytes, bool]], passes: int
+) -> tuple[float, int]:
+    """Seconds per packet over ``passes`` sessions; bytes one session sends."""
+    total = 0.0
+    sent = 0
+    for _ in range(passes):
+        send = sender(kind, modules)
+        sent = 0
+        started = time.perf_counter()
+        for data, key in units:
+            sent += send(data, key)
+        total += time.perf_counter() - started
+    return total / (passes * len(units)), sent
+
+
+def forward_table(args: argparse.Namespace) -> None:
+    versions = {
+        f"before ({args.baseline})": {
+            name: baseline_module(args.baseline, path)
+            for name, path in (
+                ("rtp", "gateway/forward/rtp.py"),
+                ("flv", "gateway/forward/flv.py"),
+                ("params", "gateway/media/params.py"),
+            )
+        },
+        "after": {"rtp": rtp, "flv": flv, "params": params},
+    }
+    print(f"\n{'forwarder case':<52} {'packets':>7} {'bytes b/a':>12}", end="")
+    print("".join(f" {name + ' pkt/s':>21}" for name in versions) + f" {'added/pkt':>10}")
+    for name, (kind, units) in forward_cases(args.seconds).items():
+        per_packet: dict[str, list[float]] = {v: [] for v in versions}
+        sent: dict[str, int] = {}
+        for _ in range(args.rounds):
+            for version, modules in versions.items():
+                seconds, sent[version] = forward_round(kind, modules, units, args.passes)
+                per_packet[version].append(seconds)
+        before, after = (statistics.median(per_packet[v]) for v in versions)
+        same = "same" if len(set(sent.values())) == 1 else "/".join(map(str, sent.values()))
+        print(
+            f"{name:<52} {len(units):>7} {same:>12} {1 / before:>21,.0f} {1 / after:>21,.0f}"
+            f" {(after - before) * 1e6:>+8.2f}µs"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", default=BASELINE, help="git commit to compare with")
@@ -204,6 +297,7 @@ def main() -> int:
             f"{name:<52} {len(packets):>7} {counts:>12} {1 / before:>21,.0f} {1 / after:>21,.0f}"
             f" {(after - before) * 1e6:>+8.2f}µs"
         )
+    forward_table(args)
     return 0
 
 
