@@ -271,6 +271,24 @@ def test_parameter_sets_are_those_before_the_first_slice_without_repeats() -> No
     assert h265.parameter_sets(hevc) == {32: [vps], 33: [hsps], 34: [hpps]}
 
 
+def test_a_keyframe_without_an_sps_before_its_slice_gets_the_extradata_in_front() -> None:
+    from gateway.media.params import with_parameter_sets
+
+    start = b"\x00\x00\x00\x01"
+    extradata = start + b"\x67\x42\xc0\x1e" + start + b"\x68\xce\x3c\x80"
+    bare = start + b"\x09\xf0" + start + b"\x65\x88\x84" + b"\x67" * 40  # "SPS" in slice data
+    assert with_parameter_sets(bare, extradata, "h264") == extradata + bare
+    whole = extradata + start + b"\x65\x88\x84"
+    assert with_parameter_sets(whole, extradata, "h264") is whole
+    avcc = b"\x01\x42\xc0\x1e\xff\xe1"
+    assert with_parameter_sets(bare, avcc, "h264") is bare
+    assert with_parameter_sets(bare, extradata, "mjpeg") is bare
+    hevc_sets = start + b"\x40\x01\x0c" + start + b"\x42\x01\x01" + start + b"\x44\x01\xc1"
+    hevc_idr = start + b"\x26\x01\xaf\x42\x01"
+    assert with_parameter_sets(hevc_idr, hevc_sets, "hevc") == hevc_sets + hevc_idr
+    assert with_parameter_sets(hevc_sets + hevc_idr, hevc_sets, "hevc") == hevc_sets + hevc_idr
+
+
 # -- reading an RBSP -----------------------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ __all__ = [
     "AU_OPENERS",
     "PARAMETER_SETS",
     "NalType",
-    "base_layer",
     "nal_type",
     "parameter_sets",
     "parse_sps",
@@ -86,11 +85,6 @@ MAX_DELTA_POCS = 32
 def nal_type(header: int) -> int:
     """nal_unit_type of a NAL unit's first header byte."""
     return (header >> 1) & 0x3F
-
-
-def base_layer(first: int, second: int) -> bool:
-    """Whether the NAL unit with these two header bytes is of the base layer (nuh_layer_id 0)."""
-    return not (first & 1 or second & 0xF8)
 
 
 def parameter_sets(data: bytes) -> dict[int, list[bytes]]:
