@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,9 @@ from helpers import (
     CameraServer,
     CentreReceiver,
     GatewayProcess,
+    StartCamera,
+    StartCentre,
+    StartGateway,
     make_certificates,
 )
 
@@ -52,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def cameras(tmp_path: Path) -> Iterator[Callable[..., CameraServer]]:
+def cameras(tmp_path: Path) -> Iterator[StartCamera]:
     started: list[CameraServer] = []
 
     def start(mounts: list[str], **kwargs: object) -> CameraServer:
@@ -66,7 +69,7 @@ def cameras(tmp_path: Path) -> Iterator[Callable[..., CameraServer]]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+def gateway(tmp_path: Path) -> Iterator[StartGateway]:
     started: list[GatewayProcess] = []
 
     def start(config: Path, *args: str, env: dict[str, str] | None = None) -> GatewayProcess:
@@ -80,7 +83,7 @@ def gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
 
 
 @pytest.fixture
-def centre(tmp_path: Path) -> Iterator[Callable[..., CentreReceiver]]:
+def centre(tmp_path: Path) -> Iterator[StartCentre]:
     started: list[CentreReceiver] = []
 
     def start(paths: list[str], **kwargs: object) -> CentreReceiver:
@@ -108,11 +111,11 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 # The hostile camera (tests/support/hostile_camera.py): started per test, all stopped at teardown.
-from hostile import HostileCamera  # noqa: E402 - kept next to its fixture
+from hostile import HostileCamera, StartHostile  # noqa: E402 - kept next to its fixture
 
 
 @pytest.fixture
-def hostile(tmp_path: Path) -> Iterator[Callable[..., HostileCamera]]:
+def hostile(tmp_path: Path) -> Iterator[StartHostile]:
     """``hostile(mode, **kwargs)`` starts a :class:`HostileCamera` (logs in ``tmp_path``)."""
     started: list[HostileCamera] = []
 

@@ -676,10 +676,11 @@ class MqttWatcher:
 
     def __init__(self, port: int, user: str, password: str, topic: str) -> None:
         import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self.retained: dict[str, bytes] = {}
-        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self._client.username_pw_set(user, password)
 
         def on_message(_c: Any, _u: Any, message: Any) -> None:
@@ -764,3 +765,13 @@ def audit_entries(folder: Path) -> list[dict[str, Any]]:
         raise SigningKeyError("read only")
 
     return list(AuditLog(folder, no_key).entries())
+
+
+# The fixtures of tests/conftest.py that start a part: each is a function taking the part's own
+# arguments and returning it started; every part it started is stopped at teardown.
+StartCamera = Callable[..., CameraServer]
+"""``cameras(mounts, **options)``: a GStreamer RTSP camera serving ``mounts``."""
+StartGateway = Callable[..., GatewayProcess]
+"""``gateway(config, *args, env=None)``: the daemon on ``config``."""
+StartCentre = Callable[..., CentreReceiver]
+"""``centre(paths, **options)``: a receiving centre accepting pushes on ``paths``."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers import ROOT, SYSTEM_PYTHON, free_port
@@ -156,6 +157,10 @@ class HostileCamera:
                 self.proc.wait(5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+StartHostile = Callable[..., HostileCamera]
+"""The ``hostile(mode, **options)`` fixture (tests/conftest.py): a started hostile camera."""
 
 
 class RawRtspClient:

@@ -16,6 +16,9 @@ import pytest
 from helpers import (
     ROOT,
     CameraServer,
+    StartCamera,
+    StartCentre,
+    StartGateway,
     make_certificates,
     spki_pin,
     wait_until,
@@ -91,20 +94,24 @@ def relay_threads() -> list[str]:
 
 
 @pytest.fixture
-def logged_camera(tmp_path: Path, cameras, monkeypatch: pytest.MonkeyPatch):
+def logged_camera(
+    tmp_path: Path, cameras: StartCamera, monkeypatch: pytest.MonkeyPatch
+) -> StartCamera:
     """Start a camera that logs every connection and every RTSP request it receives."""
 
     def start(tls: tuple[Path, Path], **kwargs: object) -> CameraServer:
         monkeypatch.setenv("GST_DEBUG", "rtspauth:5")
         try:
-            return cameras(["/main:fps=15:gop=15"], tls=tls, **kwargs)  # type: ignore[no-any-return]
+            return cameras(["/main:fps=15:gop=15"], tls=tls, **kwargs)
         finally:
             monkeypatch.delenv("GST_DEBUG")
 
     return start
 
 
-def test_an_untrusted_camera_is_refused_before_any_request(tmp_path: Path, logged_camera) -> None:
+def test_an_untrusted_camera_is_refused_before_any_request(
+    tmp_path: Path, logged_camera: StartCamera
+) -> None:
     cert, key = self_signed(tmp_path / "pki")
     server = logged_camera((cert, key), auth=f"viewer:{PASSWORD}")
     url = server.url("/main", scheme="rtsps")
@@ -133,7 +140,7 @@ def test_an_untrusted_camera_is_refused_before_any_request(tmp_path: Path, logge
     assert "check Basic auth" in server.log_path.read_text()
 
 
-def test_each_way_of_trusting_a_camera(tmp_path: Path, cameras) -> None:
+def test_each_way_of_trusting_a_camera(tmp_path: Path, cameras: StartCamera) -> None:
     certs = make_certificates(tmp_path / "pki", name="camera")
     server = cameras(
         ["/main:fps=15:gop=15"], auth=f"viewer:{PASSWORD}", tls=(certs["cert"], certs["key"])
@@ -170,7 +177,9 @@ def test_each_way_of_trusting_a_camera(tmp_path: Path, cameras) -> None:
     assert relay_threads() == [], "a relay thread outlived its source"
 
 
-def test_the_address_in_the_url_must_be_in_the_certificate(tmp_path: Path, cameras) -> None:
+def test_the_address_in_the_url_must_be_in_the_certificate(
+    tmp_path: Path, cameras: StartCamera
+) -> None:
     certs = make_certificates(tmp_path / "pki", name="camera")  # for 127.0.0.1 and localhost
     server = cameras(["/main:fps=15:gop=15"], tls=(certs["cert"], certs["key"]))
     by_name = server.url("/main", scheme="rtsps").replace("127.0.0.1", "localhost")
@@ -196,7 +205,9 @@ def test_the_address_in_the_url_must_be_in_the_certificate(tmp_path: Path, camer
     )
 
 
-def test_digest_authentication_through_the_relay(tmp_path: Path, cameras, monkeypatch) -> None:
+def test_digest_authentication_through_the_relay(
+    tmp_path: Path, cameras: StartCamera, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import helpers
 
     # FFmpeg hashes the relay's URL into its Digest answers; the camera must accept them.
@@ -223,7 +234,9 @@ def test_digest_authentication_through_the_relay(tmp_path: Path, cameras, monkey
     assert caught.value.reason == "credentials refused by the camera (401/403)"
 
 
-def test_the_relay_ends_with_its_source_and_when_the_camera_goes(tmp_path: Path, cameras) -> None:
+def test_the_relay_ends_with_its_source_and_when_the_camera_goes(
+    tmp_path: Path, cameras: StartCamera
+) -> None:
     certs = make_certificates(tmp_path / "pki", name="camera")
     server = cameras(["/main:fps=15:gop=15"], tls=(certs["cert"], certs["key"]))
     camera = camera_config(server.url("/main", scheme="rtsps"), tls={"ca_file": str(certs["ca"])})
@@ -246,7 +259,7 @@ def test_the_relay_ends_with_its_source_and_when_the_camera_goes(tmp_path: Path,
 
 
 def test_the_daemon_records_the_cameras_it_trusts_and_refuses_the_others(
-    tmp_path: Path, cameras, gateway, logged_camera
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway, logged_camera: StartCamera
 ) -> None:
     own_cert, own_key = self_signed(tmp_path / "own")
     untrusted = logged_camera((own_cert, own_key), auth=f"viewer:{PASSWORD}")
@@ -311,7 +324,7 @@ def test_the_daemon_records_the_cameras_it_trusts_and_refuses_the_others(
 
 
 def test_a_substream_over_rtsps_is_checked_like_its_camera(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     certs = make_certificates(tmp_path / "pki", name="camera")
     server = cameras(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli, wait_until, write_config
+from helpers import StartGateway, cli, wait_until, write_config
 
 
 def _sim(name: str) -> dict[str, str]:
@@ -71,7 +71,9 @@ def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
     assert "valid" in result.stdout and "camera hall: sim://hall" in result.stdout
 
 
-def test_recordings_list_and_reindex_rebuild_the_same_index(tmp_path: Path, gateway) -> None:
+def test_recordings_list_and_reindex_rebuild_the_same_index(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml", root, [_sim("hall"), _sim("yard")], storage={"segment_duration": "1s"}
@@ -112,7 +114,7 @@ def test_recordings_list_and_reindex_rebuild_the_same_index(tmp_path: Path, gate
     assert unknown.returncode == 2 and "unknown camera 'nope'" in unknown.stderr
 
 
-def test_since_filter_and_json_shape(tmp_path: Path, gateway) -> None:
+def test_since_filter_and_json_shape(tmp_path: Path, gateway: StartGateway) -> None:
     config = write_config(
         tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")], storage={"segment_duration": "1s"}
     )
@@ -142,7 +144,7 @@ def test_since_filter_and_json_shape(tmp_path: Path, gateway) -> None:
     assert all(s["end"] >= recent[0]["start"] for s in recent)
 
 
-def test_status_reads_the_running_daemon(tmp_path: Path, gateway) -> None:
+def test_status_reads_the_running_daemon(tmp_path: Path, gateway: StartGateway) -> None:
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
     gw = gateway(config)
     gw.wait_log("camera yard: online", 15)

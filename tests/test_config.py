@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -708,7 +709,7 @@ def test_one_tls_policy_for_the_stream_and_the_substream() -> None:
 # --- warnings about the camera link and the file ------------------------------------------------
 
 
-def camera_warnings(*cameras: dict[str, object]) -> list[str]:
+def camera_warnings(*cameras: Mapping[str, object]) -> list[str]:
     data = minimal()
     data["cameras"] = list(cameras)
     config = parse_config(data, base_dir=Path("/"))

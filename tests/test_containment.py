@@ -21,12 +21,15 @@ from helpers import (
     Broker,
     MqttWatcher,
     NotifySocket,
+    StartCamera,
+    StartGateway,
     decode_errors,
     metric,
     rss_bytes,
     wait_until,
     write_config,
 )
+from hostile import StartHostile
 
 pytestmark = pytest.mark.camera
 
@@ -57,10 +60,14 @@ def _gaps(listing: dict[str, Any], camera: str) -> list[float]:
 
 
 def test_hostile_cameras_cost_the_good_ones_nothing(
-    tmp_path: Path, cameras, hostile, gateway, broker: Broker
+    tmp_path: Path,
+    cameras: StartCamera,
+    hostile: StartHostile,
+    gateway: StartGateway,
+    broker: Broker,
 ) -> None:
     good = cameras(["/a:fps=25:gop=25", "/b:fps=25:gop=25"])
-    bad = {mode: hostile(mode, **serve) for mode, serve in HOSTILE.items()}
+    hostiles = {mode: hostile(mode, **serve) for mode, serve in HOSTILE.items()}
     ids = {mode: mode for mode in HOSTILE}
     config = write_config(
         tmp_path / "gw.yaml",
@@ -68,7 +75,7 @@ def test_hostile_cameras_cost_the_good_ones_nothing(
         [
             {"id": "good-a", "url": good.url("/a")},
             {"id": "good-b", "url": good.url("/b")},
-            *({"id": ids[mode], "url": camera.url()} for mode, camera in bad.items()),
+            *({"id": ids[mode], "url": camera.url()} for mode, camera in hostiles.items()),
         ],
         storage={"segment_duration": "2s"},
         site_id=SITE,
@@ -156,7 +163,7 @@ def test_hostile_cameras_cost_the_good_ones_nothing(
 
 
 def test_a_flooding_camera_cannot_evict_the_others(
-    tmp_path: Path, cameras, hostile, gateway
+    tmp_path: Path, cameras: StartCamera, hostile: StartHostile, gateway: StartGateway
 ) -> None:
     """Against a shared 20 MB quota, a camera sending 3 MB/s of (valid) video is evicted alone:
     the good cameras stay under their fair share and keep every segment."""
@@ -191,7 +198,7 @@ def test_a_flooding_camera_cannot_evict_the_others(
 
 
 def test_a_camera_that_never_sends_a_keyframe_gets_one_bounded_flagged_segment(
-    tmp_path: Path, hostile, gateway
+    tmp_path: Path, hostile: StartHostile, gateway: StartGateway
 ) -> None:
     """One keyframe, then only predicted pictures: the segment is cut at its time bound
     (2 × 2 s, at least 10 s more: 12 s), flagged no_keyframe, and nothing more is written until
@@ -226,7 +233,7 @@ def test_a_camera_that_never_sends_a_keyframe_gets_one_bounded_flagged_segment(
 
 
 def test_a_camera_over_its_bitrate_ceiling_is_cut_and_retried_slowly(
-    tmp_path: Path, cameras, hostile, gateway
+    tmp_path: Path, cameras: StartCamera, hostile: StartHostile, gateway: StartGateway
 ) -> None:
     good = cameras(["/a:fps=25:gop=25"])
     flood = hostile("flood", rate=3_000_000)
@@ -258,7 +265,7 @@ def test_a_camera_over_its_bitrate_ceiling_is_cut_and_retried_slowly(
 
 
 def test_a_worker_past_its_memory_cap_fails_alone(
-    tmp_path: Path, cameras, hostile, gateway
+    tmp_path: Path, cameras: StartCamera, hostile: StartHostile, gateway: StartGateway
 ) -> None:
     """Fragments that never end at 30 MB/s, against a 128 MiB cap: the
     worker's memory never passes the cap (FFmpeg's allocations are capped, the worker's data

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import decode_errors, ffprobe, wait_until, write_config
+from helpers import StartCamera, StartGateway, decode_errors, ffprobe, wait_until, write_config
 
 pytestmark = pytest.mark.camera
 
@@ -17,7 +17,7 @@ def _iso(text: str) -> float:
 
 
 def test_sigkill_loses_at_most_one_second_and_every_segment_plays(
-    tmp_path: Path, cameras, gateway
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
 ) -> None:
     server = cameras(["/a:fps=25:gop=25", "/b:fps=25:gop=50:audio=aac"])
     config = write_config(

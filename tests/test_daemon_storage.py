@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ROOT, wait_until, write_config
+from helpers import ROOT, StartGateway, wait_until, write_config
 
 
 def _sim(name: str) -> dict[str, str]:
@@ -18,7 +18,7 @@ def _sim(name: str) -> dict[str, str]:
 
 
 def test_a_damaged_index_at_start_is_set_aside_and_rebuilt_while_recording(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     config = write_config(
         tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")], storage={"segment_duration": "2s"}
@@ -43,7 +43,9 @@ def test_a_damaged_index_at_start_is_set_aside_and_rebuilt_while_recording(
     assert gw.stop() == 0
 
 
-def test_an_index_deleted_while_running_is_noticed_and_rebuilt(tmp_path: Path, gateway) -> None:
+def test_an_index_deleted_while_running_is_noticed_and_rebuilt(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     config = write_config(
         tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")], storage={"segment_duration": "2s"}
     )
@@ -89,7 +91,7 @@ def test_files_are_private_to_the_group_whatever_the_umask(tmp_path: Path) -> No
 
 
 def test_a_camera_folder_replaced_by_a_link_is_never_written_through(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     config = write_config(
         tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")], storage={"segment_duration": "1s"}

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import tmpfs, write_config
+from helpers import StartGateway, tmpfs, write_config
 
 
 def _sim(name: str, bitrate: int = 400) -> dict[str, str]:
@@ -24,7 +24,7 @@ def _start(path: Path) -> float:
 
 
 def test_quota_is_never_exceeded_by_more_than_one_segment_and_each_camera_loses_its_oldest(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     quota = 400_000
@@ -61,7 +61,7 @@ def test_quota_is_never_exceeded_by_more_than_one_segment_and_each_camera_loses_
     assert {Path(n).parts[0] for n in names} == {"east", "west"}
 
 
-def test_segments_older_than_max_age_are_deleted(tmp_path: Path, gateway) -> None:
+def test_segments_older_than_max_age_are_deleted(tmp_path: Path, gateway: StartGateway) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml",
@@ -82,7 +82,7 @@ def test_segments_older_than_max_age_are_deleted(tmp_path: Path, gateway) -> Non
 
 
 @pytest.mark.root
-def test_min_free_is_kept_on_a_small_filesystem(tmp_path: Path, gateway) -> None:
+def test_min_free_is_kept_on_a_small_filesystem(tmp_path: Path, gateway: StartGateway) -> None:
     with tmpfs(tmp_path / "small", "6m") as root:
         config = write_config(
             tmp_path / "gw.yaml",

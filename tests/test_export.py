@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,8 @@ from helpers import (
     ROOT,
     CameraServer,
     GatewayProcess,
+    StartCamera,
+    StartGateway,
     audit_entries,
     cli,
     decode_errors,
@@ -289,26 +291,20 @@ def _flip(path: Path, at: float = 0.5) -> None:
     path.write_bytes(bytes(data))
 
 
-MUTATIONS = {
+def _alter_a_clip_and_rewrite_the_file_list(package: Path) -> None:
+    _flip(package / "stairs.mp4")
+    names = ("hall.mp4", "stairs.mp4", "manifest.json", "manifest.json.sig", "signer.pub.pem")
+    (package / "SHA256SUMS").write_text(
+        "".join(f"{hashlib.sha256((package / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    )
+
+
+MUTATIONS: dict[str, Callable[[Path], object]] = {
     "a byte of a clip": lambda p: _flip(p / "hall.mp4"),
     "a byte of the manifest": lambda p: _flip(p / "manifest.json", 0.3),
     "a byte of the signature": lambda p: _flip(p / "manifest.json.sig"),
     "a byte of the file list's signature": lambda p: _flip(p / "SHA256SUMS.sig"),
-    "a clip and the file list rewritten to match": lambda p: (
-        _flip(p / "stairs.mp4"),
-        (p / "SHA256SUMS").write_text(
-            "".join(
-                f"{hashlib.sha256((p / n).read_bytes()).hexdigest()}  {n}\n"
-                for n in (
-                    "hall.mp4",
-                    "stairs.mp4",
-                    "manifest.json",
-                    "manifest.json.sig",
-                    "signer.pub.pem",
-                )
-            )
-        ),
-    ),
+    "a clip and the file list rewritten to match": _alter_a_clip_and_rewrite_the_file_list,
     "a clip removed": lambda p: (p / "stairs.mp4").unlink(),
     "a file added": lambda p: (p / "extra.mp4").write_bytes(b"x"),
 }
@@ -499,7 +495,9 @@ def test_a_sigkill_during_export_leaves_no_package_under_its_name(box: Box, tmp_
     assert not out.exists()
 
 
-def test_a_gap_in_the_range_is_listed_with_its_reason(tmp_path: Path, cameras, gateway) -> None:
+def test_a_gap_in_the_range_is_listed_with_its_reason(
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
+) -> None:
     camera = cameras([f"/hall:fps={FPS}:gop={FPS}"])
     root = tmp_path / "rec"
     config = write_config(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,9 @@ import pytest
 from helpers import (
     CentreReceiver,
     GatewayProcess,
+    StartCamera,
+    StartCentre,
+    StartGateway,
     decode_errors,
     make_certificates,
     metric,
@@ -35,7 +40,13 @@ def _state(gw: GatewayProcess) -> str:
     return str(gw.forward_status()["hall-a"]["state"])
 
 
-def _config(tmp_path: Path, camera_url: str, uplink: dict[str, object], **camera: object) -> Path:
+def _error(gw: GatewayProcess) -> str:
+    return str(gw.forward_status()["hall-a"]["error"] or "")
+
+
+def _config(
+    tmp_path: Path, camera_url: str, uplink: Mapping[str, object], **camera: object
+) -> Path:
     return write_config(
         tmp_path / "gw.yaml",
         tmp_path / "rec",
@@ -47,7 +58,7 @@ def _config(tmp_path: Path, camera_url: str, uplink: dict[str, object], **camera
 
 
 def test_on_demand_session_reaches_the_centre_and_ends_by_itself(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH])
@@ -102,7 +113,9 @@ def test_on_demand_session_reaches_the_centre_and_ends_by_itself(
     assert gw.listing()["gaps"] == [], "forwarding never disturbs recording"
 
 
-def test_session_stopped_early_and_refusals(tmp_path: Path, cameras, centre, gateway) -> None:
+def test_session_stopped_early_and_refusals(
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
+) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH])
     config = _config(tmp_path, camera.url("/main"), {"url": receiver.url()})
@@ -126,7 +139,7 @@ def test_session_stopped_early_and_refusals(tmp_path: Path, cameras, centre, gat
 
 
 def test_rtsps_with_the_centre_ca_and_pinning_and_a_wrong_ca_refused(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     certs = make_certificates(tmp_path / "pki")
     other = make_certificates(tmp_path / "other-pki", name="impostor")
@@ -159,7 +172,7 @@ def test_rtsps_with_the_centre_ca_and_pinning_and_a_wrong_ca_refused(
         gw = gateway(_config(work, camera.url("/main"), {"url": receiver.url("rtsps"), "tls": tls}))
         gw.wait_log("camera hall-a: online", 15)
         _start(gw, "1m")
-        wait_until(lambda g=gw: g.forward_status()["hall-a"]["error"] or "", 10, "a TLS error")
+        wait_until(functools.partial(_error, gw), 10, "a TLS error")
         status = gw.forward_status()["hall-a"]
         assert status["state"] in ("error", "connecting") and expected in status["error"]
         assert len(receiver.files()) == 1, "nothing reached an untrusted server"
@@ -167,7 +180,7 @@ def test_rtsps_with_the_centre_ca_and_pinning_and_a_wrong_ca_refused(
 
 
 def test_centre_restart_is_back_on_air_within_2s_and_recording_has_no_gap(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=50"])
     receiver = centre([PATH])
@@ -198,7 +211,7 @@ def test_centre_restart_is_back_on_air_within_2s_and_recording_has_no_gap(
 
 
 def test_refused_credentials_are_an_error_state_without_log_flood(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH], auth="res-0042:right-password")
@@ -228,7 +241,7 @@ def test_refused_credentials_are_an_error_state_without_log_flood(
 
 
 def test_continuous_forward_is_journalled_and_cannot_be_stopped_by_command(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH])
@@ -247,7 +260,7 @@ def test_continuous_forward_is_journalled_and_cannot_be_stopped_by_command(
 
 
 def test_session_interrupted_by_a_crash_is_closed_in_the_journal(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH])
@@ -265,7 +278,7 @@ def test_session_interrupted_by_a_crash_is_closed_in_the_journal(
 
 
 def test_substream_is_forwarded_while_the_main_stream_is_recorded(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(
         ["/main:fps=25:gop=25:width=640:height=360", "/sub:fps=10:gop=10:width=320:height=180"]
@@ -289,7 +302,9 @@ def test_substream_is_forwarded_while_the_main_stream_is_recorded(
     assert (int(recorded["width"]), int(recorded["height"])) == (640, 360)
 
 
-def test_unwritable_journal_refuses_the_session(tmp_path: Path, cameras, centre, gateway) -> None:
+def test_unwritable_journal_refuses_the_session(
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
+) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre([PATH])
     blocker = tmp_path / "not-a-dir"
@@ -313,7 +328,7 @@ def test_unwritable_journal_refuses_the_session(tmp_path: Path, cameras, centre,
 
 @pytest.mark.root
 def test_slow_uplink_drops_whole_gops_and_never_disturbs_recording(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     from helpers import rss_bytes, slow_link
 
@@ -348,7 +363,9 @@ def test_slow_uplink_drops_whole_gops_and_never_disturbs_recording(
     assert decode_errors(receiver.files()[0]) == "", "what arrived is whole GOPs that decode"
 
 
-def test_rtmp_push_to_an_ffmpeg_ingest(tmp_path: Path, cameras, gateway) -> None:
+def test_rtmp_push_to_an_ffmpeg_ingest(
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
+) -> None:
     import subprocess
 
     from helpers import free_port
@@ -392,7 +409,9 @@ def test_rtmp_push_to_an_ffmpeg_ingest(tmp_path: Path, cameras, gateway) -> None
     assert 4 * 25 - 10 <= video_frames(out) <= 4 * 25 + 25 + 5
 
 
-def test_digest_authentication_and_h265(tmp_path: Path, cameras, centre, gateway) -> None:
+def test_digest_authentication_and_h265(
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
+) -> None:
     camera = cameras(["/main:codec=h265:fps=25:gop=25"])
     receiver = centre([PATH], auth="res-0042:s3cret", digest=True, codec="h265")
     uplink = {"url": receiver.url(), "username": "res-0042", "password": "s3cret"}
@@ -430,7 +449,7 @@ the command's own cost, not a wait on the wedged camera."""
 
 @pytest.mark.root
 def test_a_stop_stuck_on_a_wedged_centre_delays_no_command_for_another_camera(
-    tmp_path: Path, cameras, centre, gateway
+    tmp_path: Path, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     import signal
     import subprocess

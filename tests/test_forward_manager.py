@@ -77,7 +77,9 @@ class Gateway:
         self.statuses = {c: ForwardStatus() for c in CAMERAS}
         self.manager = ForwardManager(
             site_id="res-0042",
-            uplink=UplinkConfig(url="rtsp://127.0.0.1:9/{site_id}/{camera_id}", max_session="1h"),
+            uplink=UplinkConfig.model_validate(
+                {"url": "rtsp://127.0.0.1:9/{site_id}/{camera_id}", "max_session": "1h"}
+            ),
             cameras={c: CameraConfig(id=c, url=f"rtsp://127.0.0.1:9/{c}") for c in CAMERAS},
             statuses=self.statuses,
             links=dict(self.links),
@@ -87,8 +89,14 @@ class Gateway:
 
     def start(self, camera: str, duration: str = "10m") -> ForwardResult:
         return self.manager.request(
-            ForwardCommand(
-                action="start", camera=camera, duration=duration, reason="r", requested_by="op"
+            ForwardCommand.model_validate(
+                {
+                    "action": "start",
+                    "camera": camera,
+                    "duration": duration,
+                    "reason": "r",
+                    "requested_by": "op",
+                }
             )
         )
 

@@ -24,7 +24,9 @@ from gateway.forward.policy import (
 )
 
 NOW = 1000.0
-UPLINK = UplinkConfig(url="rtsp://centre.example/{site_id}/{camera_id}", max_session="30m")
+UPLINK = UplinkConfig.model_validate(
+    {"url": "rtsp://centre.example/{site_id}/{camera_id}", "max_session": "30m"}
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,14 @@ def _camera(forward: ForwardMode = "on_demand") -> CameraConfig:
 
 
 def _start(duration: str = "15m", camera: str = "hall") -> ForwardCommand:
-    return ForwardCommand(
-        action="start", camera=camera, duration=duration, reason="call 4512", requested_by="op 7"
+    return ForwardCommand.model_validate(
+        {
+            "action": "start",
+            "camera": camera,
+            "duration": duration,
+            "reason": "call 4512",
+            "requested_by": "op 7",
+        }
     )
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import audit_entries, cli, wait_until, write_config
+from helpers import StartGateway, audit_entries, cli, wait_until, write_config
 
 
 def _sim(name: str) -> dict[str, str]:
@@ -26,7 +26,9 @@ def _iso(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1000):03d}Z"
 
 
-def test_held_segments_survive_a_full_quota_until_released(tmp_path: Path, gateway) -> None:
+def test_held_segments_survive_a_full_quota_until_released(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml",
@@ -103,7 +105,9 @@ def test_held_segments_survive_a_full_quota_until_released(tmp_path: Path, gatew
     assert released_entry["reason"] == "procédure classée"
 
 
-def test_holds_are_listed_and_bad_ones_refused_on_a_stopped_box(tmp_path: Path, gateway) -> None:
+def test_holds_are_listed_and_bad_ones_refused_on_a_stopped_box(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml", root, [_sim("hall")], storage={"segment_duration": "1s"}
@@ -164,7 +168,7 @@ def test_holds_are_listed_and_bad_ones_refused_on_a_stopped_box(tmp_path: Path, 
 
 
 def test_a_rotated_key_signs_what_follows_and_old_packages_still_verify(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     config = write_config(

@@ -13,14 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import SYSTEM_PYTHON, decode_errors, video_packets
-from hostile import HostileCamera, RawRtspClient
-
-Hostile = Callable[..., HostileCamera]
+from hostile import HostileCamera, RawRtspClient, StartHostile
 
 
 def rtp_header(packet: bytes) -> tuple[int, bool, int, int, int]:
@@ -44,7 +41,7 @@ def record(url: str, out: Path, seconds: float) -> subprocess.Popen[str]:
 
 @pytest.mark.camera
 def test_the_good_mode_is_a_camera_ffmpeg_records_and_decodes_without_a_complaint(
-    hostile: Hostile, tmp_path: Path
+    hostile: StartHostile, tmp_path: Path
 ) -> None:
     camera = hostile("good")
     out = tmp_path / "good.mkv"
@@ -58,7 +55,9 @@ def test_the_good_mode_is_a_camera_ffmpeg_records_and_decodes_without_a_complain
     assert keyframes == list(range(0, len(packets), 25))
 
 
-def test_the_handshake_is_a_cameras_and_silent_sends_nothing_after_play(hostile: Hostile) -> None:
+def test_the_handshake_is_a_cameras_and_silent_sends_nothing_after_play(
+    hostile: StartHostile,
+) -> None:
     camera = hostile("silent")
     with RawRtspClient(camera.url()) as client:
         status, headers, _ = client.request("OPTIONS")
@@ -106,7 +105,7 @@ def test_the_handshake_is_a_cameras_and_silent_sends_nothing_after_play(hostile:
 
 @pytest.mark.camera
 def test_flood_is_a_decodable_stream_at_the_byte_rate_asked_for(
-    hostile: Hostile, tmp_path: Path
+    hostile: StartHostile, tmp_path: Path
 ) -> None:
     rate = 3_000_000
     camera = hostile("flood", rate=rate)
@@ -124,7 +123,7 @@ def test_flood_is_a_decodable_stream_at_the_byte_rate_asked_for(
 
 
 @pytest.mark.camera
-def test_no_keyframe_sends_one_keyframe_and_never_another(hostile: Hostile) -> None:
+def test_no_keyframe_sends_one_keyframe_and_never_another(hostile: StartHostile) -> None:
     camera = hostile("no-keyframe")
     result = subprocess.run(
         [
@@ -141,7 +140,9 @@ def test_no_keyframe_sends_one_keyframe_and_never_another(hostile: Hostile) -> N
     assert [i for i, f in enumerate(flags) if "K" in f] == [0]
 
 
-def test_fua_endless_sends_a_start_fragment_then_middle_fragments_only(hostile: Hostile) -> None:
+def test_fua_endless_sends_a_start_fragment_then_middle_fragments_only(
+    hostile: StartHostile,
+) -> None:
     camera = hostile("fua-endless")
     with RawRtspClient(camera.url()) as client:
         client.play()
@@ -158,7 +159,7 @@ def test_fua_endless_sends_a_start_fragment_then_middle_fragments_only(hostile: 
 
 
 @pytest.mark.camera
-def test_good_first_plays_the_clip_before_the_misbehaviour_starts(hostile: Hostile) -> None:
+def test_good_first_plays_the_clip_before_the_misbehaviour_starts(hostile: StartHostile) -> None:
     camera = hostile("fua-endless", good_first=1.0)
     with RawRtspClient(camera.url()) as client:
         client.play()
@@ -175,7 +176,7 @@ def test_good_first_plays_the_clip_before_the_misbehaviour_starts(hostile: Hosti
     assert all((b - a) % 2**32 == 3600 for a, b in itertools.pairwise(timestamps))
 
 
-def test_unknown_channel_sends_frames_on_a_channel_never_set_up(hostile: Hostile) -> None:
+def test_unknown_channel_sends_frames_on_a_channel_never_set_up(hostile: StartHostile) -> None:
     camera = hostile("unknown-channel")
     with RawRtspClient(camera.url()) as client:
         client.play()
@@ -183,7 +184,7 @@ def test_unknown_channel_sends_frames_on_a_channel_never_set_up(hostile: Hostile
     assert channels == {9}
 
 
-def test_endless_line_never_sends_a_line_end_or_a_frame(hostile: Hostile) -> None:
+def test_endless_line_never_sends_a_line_end_or_a_frame(hostile: StartHostile) -> None:
     camera = hostile("endless-line")
     with RawRtspClient(camera.url()) as client:
         client.play()
@@ -192,7 +193,7 @@ def test_endless_line_never_sends_a_line_end_or_a_frame(hostile: Hostile) -> Non
     assert b"\r" not in data and b"\n" not in data and b"$" not in data
 
 
-def test_huge_describe_announces_1_5_gb_and_sends_them_at_the_rate(hostile: Hostile) -> None:
+def test_huge_describe_announces_1_5_gb_and_sends_them_at_the_rate(hostile: StartHostile) -> None:
     camera = hostile("huge-describe", rate=2_000_000)
     with RawRtspClient(camera.url()) as client:
         client.send("DESCRIBE")
@@ -205,7 +206,7 @@ def test_huge_describe_announces_1_5_gb_and_sends_them_at_the_rate(hostile: Host
     assert 1_500_000 <= received <= 2_500_000
 
 
-def test_endless_header_never_ends_the_first_header_line(hostile: Hostile) -> None:
+def test_endless_header_never_ends_the_first_header_line(hostile: StartHostile) -> None:
     camera = hostile("endless-header")
     with RawRtspClient(camera.url()) as client:
         assert client.request("OPTIONS")[0] == "RTSP/1.0 200 OK"
@@ -216,7 +217,7 @@ def test_endless_header_never_ends_the_first_header_line(hostile: Hostile) -> No
     assert b"\r" not in data and b"\n" not in data
 
 
-def test_garbage_modes_send_random_bytes_in_well_formed_frames(hostile: Hostile) -> None:
+def test_garbage_modes_send_random_bytes_in_well_formed_frames(hostile: StartHostile) -> None:
     with RawRtspClient(hostile("garbage-rtp").url()) as client:
         client.play()
         frames = [client.frame() for _ in range(300)]
@@ -235,7 +236,7 @@ def test_garbage_modes_send_random_bytes_in_well_formed_frames(hostile: Hostile)
     assert len({packet[12] for _, packet in frames}) > 50  # random NAL headers
 
 
-def test_trickle_sends_an_rtp_frame_one_byte_at_a_time(hostile: Hostile) -> None:
+def test_trickle_sends_an_rtp_frame_one_byte_at_a_time(hostile: StartHostile) -> None:
     camera = hostile("trickle", rate=5)
     with RawRtspClient(camera.url()) as client:
         client.play()

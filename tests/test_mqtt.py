@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import Broker, MqttWatcher, metric, wait_until, write_config
+from helpers import (
+    Broker,
+    MqttWatcher,
+    StartCamera,
+    StartCentre,
+    StartGateway,
+    metric,
+    wait_until,
+    write_config,
+)
 
 P = "camera-gateway/res-0042"
 
@@ -39,7 +48,9 @@ def _config(tmp_path: Path, broker: Broker, cameras: list[dict[str, Any]], **ext
     )
 
 
-def test_status_state_availability_and_last_will(tmp_path: Path, broker: Broker, gateway) -> None:
+def test_status_state_availability_and_last_will(
+    tmp_path: Path, broker: Broker, gateway: StartGateway
+) -> None:
     watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/#")
     try:
         gw = gateway(_config(tmp_path, broker, [_sim("hall"), _sim("yard")]))
@@ -73,7 +84,9 @@ def test_status_state_availability_and_last_will(tmp_path: Path, broker: Broker,
         watcher.close()
 
 
-def test_clean_stop_publishes_offline(tmp_path: Path, broker: Broker, gateway) -> None:
+def test_clean_stop_publishes_offline(
+    tmp_path: Path, broker: Broker, gateway: StartGateway
+) -> None:
     watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/availability")
     try:
         gw = gateway(_config(tmp_path, broker, [_sim("hall")]))
@@ -85,7 +98,7 @@ def test_clean_stop_publishes_offline(tmp_path: Path, broker: Broker, gateway) -
 
 
 def test_broker_restart_republishes_retained_status_and_queued_events(
-    tmp_path: Path, broker: Broker, gateway
+    tmp_path: Path, broker: Broker, gateway: StartGateway
 ) -> None:
     gw = gateway(_config(tmp_path, broker, [_sim("hall")], storage={"segment_duration": "1s"}))
     gw.wait_log("MQTT: connected", 15)
@@ -106,7 +119,7 @@ def test_broker_restart_republishes_retained_status_and_queued_events(
 
 
 def test_malformed_commands_are_rejected_with_a_reason(
-    tmp_path: Path, broker: Broker, gateway
+    tmp_path: Path, broker: Broker, gateway: StartGateway
 ) -> None:
     config = _config(
         tmp_path,
@@ -147,7 +160,7 @@ def test_malformed_commands_are_rejected_with_a_reason(
 
 
 def test_forward_command_over_mqtt_starts_a_journalled_session(
-    tmp_path: Path, broker: Broker, cameras, centre, gateway
+    tmp_path: Path, broker: Broker, cameras: StartCamera, centre: StartCentre, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     receiver = centre(["/res-0042/hall"])
@@ -177,7 +190,7 @@ def test_forward_command_over_mqtt_starts_a_journalled_session(
 
 
 def test_camera_down_is_published_offline_within_5s(
-    tmp_path: Path, broker: Broker, cameras, gateway
+    tmp_path: Path, broker: Broker, cameras: StartCamera, gateway: StartGateway
 ) -> None:
     camera = cameras(["/main:fps=25:gop=25"])
     watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/#")
@@ -199,7 +212,9 @@ def test_camera_down_is_published_offline_within_5s(
         watcher.close()
 
 
-def test_tls_listener_and_refused_credentials(tmp_path: Path, broker: Broker, gateway) -> None:
+def test_tls_listener_and_refused_credentials(
+    tmp_path: Path, broker: Broker, gateway: StartGateway
+) -> None:
     assert broker.tls is not None and broker.tls_port is not None
     secure = _mqtt(broker, port=broker.tls_port, tls={"ca_file": str(broker.tls["ca"])})
     gw = gateway(_config(tmp_path, broker, [_sim("hall")], mqtt=secure))
@@ -298,7 +313,9 @@ class _Mqtt311OnlyBroker:
         self._server.close()
 
 
-def test_falls_back_to_mqtt_311_when_the_broker_refuses_mqtt_5(tmp_path: Path, gateway) -> None:
+def test_falls_back_to_mqtt_311_when_the_broker_refuses_mqtt_5(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     old = _Mqtt311OnlyBroker()
     try:
         mqtt = {"host": "127.0.0.1", "port": old.port, "status_interval": "2s"}
@@ -316,7 +333,9 @@ def test_falls_back_to_mqtt_311_when_the_broker_refuses_mqtt_5(tmp_path: Path, g
         old.close()
 
 
-def test_the_deployed_acl_lets_only_the_centre_send_commands(tmp_path: Path, gateway) -> None:
+def test_the_deployed_acl_lets_only_the_centre_send_commands(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     from helpers import ROOT
 
     acl = ROOT / "deploy" / "mosquitto" / "camera-gateway.acl"
@@ -362,7 +381,7 @@ def test_the_deployed_acl_lets_only_the_centre_send_commands(tmp_path: Path, gat
 
 
 def test_seal_heads_are_published_retained_and_match_the_journals(
-    tmp_path: Path, broker: Broker, gateway
+    tmp_path: Path, broker: Broker, gateway: StartGateway
 ) -> None:
     from helpers import cli
 
@@ -374,7 +393,8 @@ def test_seal_heads_are_published_retained_and_match_the_journals(
         def chained() -> bool:
             if f"{P}/seal" not in watcher.retained:
                 return False
-            return watcher.json(f"{P}/seal")["cameras"].get("hall", {}).get("seq", 0) >= 2
+            seq: int = watcher.json(f"{P}/seal")["cameras"].get("hall", {}).get("seq", 0)
+            return seq >= 2
 
         wait_until(chained, 20, "the camera's chain head")
         seal = watcher.json(f"{P}/seal")

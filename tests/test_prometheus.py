@@ -11,13 +11,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import ROOT, GatewayProcess, free_port, wait_until, write_config
+from helpers import ROOT, StartGateway, free_port, wait_until, write_config
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 CONFIG = PROM_DIR / "prometheus.yml"
@@ -211,7 +210,7 @@ def _samples(exposition: str) -> dict[str, list[str]]:
 
 
 def test_live_exposition_passes_promtool_and_has_every_metric_the_rules_use(
-    tmp_path: Path, gateway: Callable[..., GatewayProcess]
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     cameras = [
         {"id": name, "url": f"sim://{name}?width=320&height=240&fps=10&gop=1"}

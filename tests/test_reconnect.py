@@ -6,11 +6,14 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from helpers import (
+    StartCamera,
+    StartGateway,
     alive,
     decode_errors,
     descendants,
@@ -27,7 +30,7 @@ def _iso(text: str) -> float:
 
 
 def test_camera_killed_and_restarted_gap_is_outage_plus_at_most_2s(
-    tmp_path: Path, cameras, gateway
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
 ) -> None:
     server = cameras(["/cam:fps=25:gop=25"])
     config = write_config(
@@ -63,7 +66,7 @@ def test_camera_killed_and_restarted_gap_is_outage_plus_at_most_2s(
 
 
 def test_silent_camera_is_detected_within_5s_and_recording_resumes(
-    tmp_path: Path, cameras, gateway
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
 ) -> None:
     server = cameras(["/cam:fps=25:gop=25"])
     config = write_config(
@@ -125,8 +128,12 @@ class SilentCamera:
             conn.close()
 
 
+StartSilent = Callable[..., SilentCamera]
+"""The ``silent_camera(*, trickle=False)`` fixture: a :class:`SilentCamera`, closed at teardown."""
+
+
 @pytest.fixture
-def silent_camera():
+def silent_camera() -> Iterator[StartSilent]:
     made: list[SilentCamera] = []
 
     def make(*, trickle: bool = False) -> SilentCamera:
@@ -139,7 +146,7 @@ def silent_camera():
 
 
 def test_camera_that_accepts_but_never_answers_is_reported_offline(
-    tmp_path: Path, gateway, silent_camera
+    tmp_path: Path, gateway: StartGateway, silent_camera: StartSilent
 ) -> None:
     camera = silent_camera()
     config = write_config(
@@ -156,7 +163,7 @@ def test_camera_that_accepts_but_never_answers_is_reported_offline(
 
 
 def test_stop_during_a_slow_first_connection_does_not_wait_for_it(
-    tmp_path: Path, gateway, silent_camera
+    tmp_path: Path, gateway: StartGateway, silent_camera: StartSilent
 ) -> None:
     """A camera that trickles bytes holds the connection attempt for the whole open timeout (5 s);
     SIGTERM at start-up must neither wait for it nor leave its worker process behind."""

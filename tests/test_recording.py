@@ -6,13 +6,21 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import decode_errors, ffprobe, video_packets, wait_until, write_config
+from helpers import (
+    StartCamera,
+    StartGateway,
+    decode_errors,
+    ffprobe,
+    video_packets,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.camera
 
 
 def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segments(
-    tmp_path: Path, cameras, gateway
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
 ) -> None:
     server = cameras(
         ["/h264:audio=aac:fps=25", "/h265:codec=h265:fps=25", "/alaw:audio=pcma:fps=15:gop=15"]
@@ -56,8 +64,8 @@ def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segment
             assert "K" in packets[0]["flags"], "each segment starts on a keyframe"
         # Full segments (not the first nor the last) last about segment_duration.
         for path in files[1:-1]:
-            video = next(s for s in ffprobe(path)["streams"] if s["codec_type"] == "video")
-            duration, frames = float(video["duration"]), int(video["nb_read_packets"])
+            stream = next(s for s in ffprobe(path)["streams"] if s["codec_type"] == "video")
+            duration, frames = float(stream["duration"]), int(stream["nb_read_packets"])
             assert 2.9 <= duration <= 3.2, f"{path.name}: {duration} s"
             assert abs(frames - duration * fps) <= 2, (
                 f"{path.name}: {frames} frames in {duration} s"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import audit_entries, cli, wait_until, write_config
+from helpers import StartGateway, audit_entries, cli, wait_until, write_config
 
 
 def _sim(name: str) -> dict[str, str]:
@@ -44,7 +44,9 @@ def verify(config: Path, *args: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, json.loads(result.stdout)
 
 
-def test_each_segment_is_sealed_with_the_hash_of_its_bytes(tmp_path: Path, gateway) -> None:
+def test_each_segment_is_sealed_with_the_hash_of_its_bytes(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml",
@@ -80,7 +82,7 @@ def test_each_segment_is_sealed_with_the_hash_of_its_bytes(tmp_path: Path, gatew
 
 
 def test_recordings_verify_tells_altered_truncated_missing_and_evicted_apart(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     config = write_config(
@@ -110,7 +112,9 @@ def test_recordings_verify_tells_altered_truncated_missing_and_evicted_apart(
     assert f"missing   {rel[missing]}" in human.stdout
 
 
-def test_evicted_segments_are_reported_evicted_not_missing(tmp_path: Path, gateway) -> None:
+def test_evicted_segments_are_reported_evicted_not_missing(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml",
@@ -128,7 +132,7 @@ def test_evicted_segments_are_reported_evicted_not_missing(tmp_path: Path, gatew
     assert report["counts"]["evicted"] == len(evicted) and report["counts"]["ok"] >= 1
 
 
-def test_a_chain_entry_removed_is_detected(tmp_path: Path, gateway) -> None:
+def test_a_chain_entry_removed_is_detected(tmp_path: Path, gateway: StartGateway) -> None:
     root = tmp_path / "rec"
     config = write_config(
         tmp_path / "gw.yaml", root, [_sim("hall")], storage={"segment_duration": "1s"}
@@ -145,7 +149,7 @@ def test_a_chain_entry_removed_is_detected(tmp_path: Path, gateway) -> None:
 
 
 def test_without_a_usable_key_recording_goes_on_and_sealing_catches_up(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     config = write_config(
@@ -173,7 +177,7 @@ def test_without_a_usable_key_recording_goes_on_and_sealing_catches_up(
 
 
 def test_a_segment_repaired_after_a_crash_is_sealed_at_the_next_start_as_recovered(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     config = write_config(
@@ -198,7 +202,7 @@ def test_a_segment_repaired_after_a_crash_is_sealed_at_the_next_start_as_recover
 
 
 def test_audit_show_prints_the_journal_and_reads_the_old_forward_journal(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     root = tmp_path / "rec"
     (root / "audit").mkdir(parents=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import cli, make_certificates, wait_until, write_config
+from helpers import StartCamera, StartGateway, cli, make_certificates, wait_until, write_config
 
 pytestmark = pytest.mark.camera
 
@@ -15,7 +15,9 @@ PASSWORD = "Ze-S3cret:p@ss/word"
 WRONG = "N0t-the-Right-one"
 
 
-def test_passwords_never_appear_in_any_output(tmp_path: Path, cameras, gateway) -> None:
+def test_passwords_never_appear_in_any_output(
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
+) -> None:
     server = cameras(["/main:fps=15:gop=15"], auth=f"viewer:{PASSWORD}")
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -67,7 +69,9 @@ def test_passwords_never_appear_in_any_output(tmp_path: Path, cameras, gateway) 
     assert gw.log.count("camera yard (") == 1
 
 
-def test_rtsps_camera_is_recorded(tmp_path: Path, cameras, gateway) -> None:
+def test_rtsps_camera_is_recorded(
+    tmp_path: Path, cameras: StartCamera, gateway: StartGateway
+) -> None:
     certs = make_certificates(tmp_path / "pki", name="camera")
     server = cameras(["/secure:fps=15:gop=15"], tls=(certs["cert"], certs["key"]))
     config = write_config(

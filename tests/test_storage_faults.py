@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from direct_recorder import SMALL_CAMERA, DirectRecorder
-from helpers import decode_errors, tmpfs, wait_until, write_config
+from helpers import StartGateway, decode_errors, tmpfs, wait_until, write_config
 
 pytestmark = pytest.mark.root
 
@@ -43,7 +43,7 @@ def _fill(root: Path, leave: int) -> Path:
     return filler
 
 
-def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway) -> None:
+def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway: StartGateway) -> None:
     with tmpfs(tmp_path / "disk", "8m") as root:
         config = write_config(
             tmp_path / "gw.yaml",
@@ -86,7 +86,7 @@ def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway) -> 
         assert listed == set(gw.segments())
 
 
-def test_read_only_storage_degrades_then_recovers(tmp_path: Path, gateway) -> None:
+def test_read_only_storage_degrades_then_recovers(tmp_path: Path, gateway: StartGateway) -> None:
     with tmpfs(tmp_path / "disk", "16m") as root:
         config = write_config(
             tmp_path / "gw.yaml",
@@ -115,7 +115,9 @@ def test_read_only_storage_degrades_then_recovers(tmp_path: Path, gateway) -> No
             assert decode_errors(path) == "", path.name
 
 
-def test_vanished_storage_is_not_replaced_by_the_system_disk(tmp_path: Path, gateway) -> None:
+def test_vanished_storage_is_not_replaced_by_the_system_disk(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     root = tmp_path / "disk"
     with tmpfs(root, "16m"):
         config = write_config(
@@ -141,7 +143,7 @@ def test_vanished_storage_is_not_replaced_by_the_system_disk(tmp_path: Path, gat
 
 
 def test_daemon_starts_on_unusable_storage_and_records_once_it_is_usable(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     with tmpfs(tmp_path / "disk", "16m") as root:
         subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
@@ -166,7 +168,9 @@ def test_daemon_starts_on_unusable_storage_and_records_once_it_is_usable(
         assert gw.stop() == 0
 
 
-def test_retries_on_a_full_disk_do_not_count_as_recording(tmp_path: Path) -> None:
+def test_retries_on_a_full_disk_do_not_count_as_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A retry opens a segment before knowing whether the disk takes it: status, MQTT and
     metrics show the camera recording again only once media has reached the disk."""
     with tmpfs(tmp_path / "disk", "4m") as root:
@@ -174,12 +178,12 @@ def test_retries_on_a_full_disk_do_not_count_as_recording(tmp_path: Path) -> Non
         opened = 0
         new_segment = rig.storage.new_segment
 
-        def counting(camera_id: str, start: float) -> Path:
+        def counting(camera: str, start: float) -> Path:
             nonlocal opened
             opened += 1
-            return new_segment(camera_id, start)
+            return new_segment(camera, start)
 
-        rig.storage.new_segment = counting  # type: ignore[method-assign]
+        monkeypatch.setattr(rig.storage, "new_segment", counting)
         rig.record(1.5)
         assert rig.status.recording and rig.status.error is None
         filler = _fill(root, leave=40_000)
@@ -199,7 +203,7 @@ def test_retries_on_a_full_disk_do_not_count_as_recording(tmp_path: Path) -> Non
 
 
 def test_a_disk_filling_up_under_the_cameras_never_leaves_a_bad_segment_indexed(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     """Retention frees space while the cameras fill a small disk: writes run out of space in
     the middle of a fragment, again and again. Every segment kept, and every segment indexed,

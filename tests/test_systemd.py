@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import NotifySocket, cli, metric, wait_until, write_config
+from helpers import NotifySocket, StartGateway, cli, metric, wait_until, write_config
 
 
 def _sim(name: str, fps: int = 10) -> dict[str, str]:
@@ -24,13 +25,15 @@ def _sim(name: str, fps: int = 10) -> dict[str, str]:
 
 
 @pytest.fixture
-def notify(tmp_path: Path):
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path / "notify.sock")
     yield sock
     sock.close()
 
 
-def test_ready_status_watchdog_and_stopping(tmp_path: Path, notify: NotifySocket, gateway) -> None:
+def test_ready_status_watchdog_and_stopping(
+    tmp_path: Path, notify: NotifySocket, gateway: StartGateway
+) -> None:
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
     started = time.monotonic()
@@ -53,7 +56,7 @@ def test_ready_status_watchdog_and_stopping(tmp_path: Path, notify: NotifySocket
 
 @pytest.mark.root
 def test_a_disk_that_stops_answering_is_reported_and_the_daemon_stays_up(
-    tmp_path: Path, notify: NotifySocket, gateway
+    tmp_path: Path, notify: NotifySocket, gateway: StartGateway
 ) -> None:
     """A hung disk is reported within seconds (status, metrics); the daemon is not restarted for
     it: a restart would not unfreeze the disk, and would cut live forwards that need no disk."""
@@ -110,7 +113,7 @@ def test_a_disk_that_stops_answering_is_reported_and_the_daemon_stays_up(
 
 
 def test_sighup_reload_changes_only_what_changed(
-    tmp_path: Path, notify: NotifySocket, gateway
+    tmp_path: Path, notify: NotifySocket, gateway: StartGateway
 ) -> None:
     path = write_config(
         tmp_path / "gw.yaml",
@@ -149,7 +152,9 @@ def test_sighup_reload_changes_only_what_changed(
 
 
 @pytest.mark.root
-def test_logs_go_to_the_journal_with_camera_and_site_fields(tmp_path: Path, gateway) -> None:
+def test_logs_go_to_the_journal_with_camera_and_site_fields(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     journal_dir = Path("/run/systemd/journal")
     socket_path = journal_dir / "socket"
     if socket_path.exists():

@@ -63,8 +63,12 @@ class TlsPeer:
         self._thread.join(5)
 
 
+StartPeer = Callable[[Handler], TlsPeer]
+"""The ``peer(handler)`` fixture: a started :class:`TlsPeer`, closed at teardown."""
+
+
 @pytest.fixture
-def peer(certs: dict[str, Path]) -> Iterator[Callable[[Handler], TlsPeer]]:
+def peer(certs: dict[str, Path]) -> Iterator[StartPeer]:
     started: list[TlsPeer] = []
 
     def start(handler: Handler) -> TlsPeer:
@@ -100,7 +104,7 @@ def pattern(size: int) -> bytes:
 
 
 def test_bytes_cross_unchanged_both_ways_and_close_ends_the_thread(
-    certs: dict[str, Path], peer
+    certs: dict[str, Path], peer: StartPeer
 ) -> None:
     server = peer(echo)
     relay = relay_for(link_to(server.port, TlsPolicy(ca_file=str(certs["ca"]))))
@@ -120,7 +124,7 @@ def test_bytes_cross_unchanged_both_ways_and_close_ends_the_thread(
 
 
 def test_one_connection_is_accepted_then_the_listener_is_closed(
-    certs: dict[str, Path], peer
+    certs: dict[str, Path], peer: StartPeer
 ) -> None:
     server = peer(echo)
     relay = relay_for(link_to(server.port, TlsPolicy(ca_file=str(certs["ca"]))))
@@ -135,7 +139,7 @@ def test_one_connection_is_accepted_then_the_listener_is_closed(
 
 
 def test_a_reader_that_stops_holds_the_camera_back_within_bounded_memory(
-    certs: dict[str, Path], peer
+    certs: dict[str, Path], peer: StartPeer
 ) -> None:
     total = 16 * 1024 * 1024
     progress = {"sent": 0}
@@ -167,7 +171,9 @@ def test_a_reader_that_stops_holds_the_camera_back_within_bounded_memory(
         relay.close()
 
 
-def test_what_the_camera_sent_before_closing_is_passed_on(certs: dict[str, Path], peer) -> None:
+def test_what_the_camera_sent_before_closing_is_passed_on(
+    certs: dict[str, Path], peer: StartPeer
+) -> None:
     def say_and_leave(tls: ssl.SSLSocket) -> None:
         tls.sendall(b"RTSP/1.0 454 Session Not Found\r\n\r\n")
 
@@ -182,7 +188,9 @@ def test_what_the_camera_sent_before_closing_is_passed_on(certs: dict[str, Path]
     relay.close()
 
 
-def test_a_broken_camera_link_ends_the_relay_with_a_reason(certs: dict[str, Path], peer) -> None:
+def test_a_broken_camera_link_ends_the_relay_with_a_reason(
+    certs: dict[str, Path], peer: StartPeer
+) -> None:
     def garble(tls: ssl.SSLSocket) -> None:
         raw = socket.socket(fileno=tls.detach())
         raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # an application record that fails
@@ -202,7 +210,7 @@ def test_a_broken_camera_link_ends_the_relay_with_a_reason(certs: dict[str, Path
     relay.close()
 
 
-def test_nobody_connecting_ends_the_relay(certs: dict[str, Path], peer) -> None:
+def test_nobody_connecting_ends_the_relay(certs: dict[str, Path], peer: StartPeer) -> None:
     server = peer(echo)
     link = link_to(server.port, TlsPolicy(ca_file=str(certs["ca"])))
     relay = TlsRelay(link, name="test/tls", accept_timeout=0.3)
@@ -222,7 +230,7 @@ def test_nobody_connecting_ends_the_relay(certs: dict[str, Path], peer) -> None:
     ],
 )
 def test_checks_refuse_before_anything_is_sent(
-    certs: dict[str, Path], peer, policy: TlsPolicy, reason: str
+    certs: dict[str, Path], peer: StartPeer, policy: TlsPolicy, reason: str
 ) -> None:
     received: list[bytes] = []
     server = peer(lambda tls: received.append(tls.recv(100)))
@@ -234,7 +242,9 @@ def test_checks_refuse_before_anything_is_sent(
     assert received in ([], [b""]), "nothing was sent over TLS"
 
 
-def test_the_uplink_and_the_cameras_judge_a_certificate_alike(certs: dict[str, Path], peer) -> None:
+def test_the_uplink_and_the_cameras_judge_a_certificate_alike(
+    certs: dict[str, Path], peer: StartPeer
+) -> None:
     server = peer(echo)
     pins = (spki_pin(certs["cert"]),)
     for policy in (TlsPolicy(ca_file=str(certs["ca"])), TlsPolicy(pins=pins)):

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from helpers import (
     NotifySocket,
+    StartGateway,
     alive,
     decode_errors,
     descendants,
@@ -20,6 +21,7 @@ from helpers import (
     wait_until,
     write_config,
 )
+from hostile import StartHostile
 
 
 def _sim(name: str, fps: int = 15) -> dict[str, str]:
@@ -31,7 +33,7 @@ def _longest_gap(listing: dict[str, Any], camera: str) -> float:
 
 
 def test_a_killed_worker_is_restarted_alone_and_its_segment_kept_at_once(
-    tmp_path: Path, gateway
+    tmp_path: Path, gateway: StartGateway
 ) -> None:
     notify = NotifySocket(tmp_path / "notify.sock")
     try:
@@ -47,6 +49,7 @@ def test_a_killed_worker_is_restarted_alone_and_its_segment_kept_at_once(
         wait_until(lambda: len(gw.segments("hall")) >= 2, 20, "recording")
         workers = gw.workers()
         assert set(workers) == {"hall", "yard"}, workers
+        assert gw.proc is not None
         assert workers["hall"] != workers["yard"] != gw.proc.pid
         # A segment with a second of video on disk (fragments are synced twice a second).
         part = wait_until(
@@ -101,7 +104,7 @@ def test_a_killed_worker_is_restarted_alone_and_its_segment_kept_at_once(
 
 
 def test_removing_a_wedged_camera_by_reload_ends_its_worker(
-    tmp_path: Path, gateway, hostile
+    tmp_path: Path, gateway: StartGateway, hostile: StartHostile
 ) -> None:
     """The camera's thread is stuck inside FFmpeg's read (fragments that never end): removing
     the camera still ends its worker, with its segment finalised, and nothing is left over."""
@@ -131,7 +134,9 @@ def test_removing_a_wedged_camera_by_reload_ends_its_worker(
     print(f"\nwedged camera removed in {took:.1f} s")
 
 
-def test_no_process_outlives_the_daemon_even_when_it_is_killed(tmp_path: Path, gateway) -> None:
+def test_no_process_outlives_the_daemon_even_when_it_is_killed(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
     gw = gateway(config)
     wait_until(lambda: len(gw.workers()) == 2, 20, "two workers")
@@ -143,7 +148,9 @@ def test_no_process_outlives_the_daemon_even_when_it_is_killed(tmp_path: Path, g
     wait_until(lambda: not [p for p in tree if alive(p)], 5, "every worker gone with the daemon")
 
 
-def test_a_dead_fork_server_takes_its_workers_and_both_come_back(tmp_path: Path, gateway) -> None:
+def test_a_dead_fork_server_takes_its_workers_and_both_come_back(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")])
     gw = gateway(config)
     wait_until(lambda: gw.workers().get("hall"), 20, "a worker")

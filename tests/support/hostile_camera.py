@@ -401,7 +401,9 @@ class RtpPacketiser:
             start = 0x80 if offset == 0 else 0
             end = 0x40 if offset + step >= len(body) else 0
             fu = bytes((indicator, start | end | kind))
-            packets.append(self.packet(fu + body[offset : offset + step], timestamp, last and end))
+            packets.append(
+                self.packet(fu + body[offset : offset + step], timestamp, last and end != 0)
+            )
         return packets
 
     def access_unit(self, nals: list[bytes], timestamp: int) -> bytes:
