@@ -155,12 +155,14 @@ class Centre:
         if len(payload) >= 2:
             kind = payload[0] & 0x1F
             if kind in _SLICES and payload[1] & 0x80 and not picture.digest:
-                picture.digest = hashlib.sha1(payload).hexdigest()
+                picture.digest = hashlib.sha1(payload, usedforsecurity=False).hexdigest()
             elif kind == _H264_FU_A and len(payload) >= 3:
                 fu = payload[1]
                 nal_kind = fu & 0x1F
                 if fu & 0x80 and nal_kind in _SLICES and payload[2] & 0x80 and not picture.digest:
-                    picture.first_slice = hashlib.sha1(bytes(((payload[0] & 0xE0) | nal_kind,)))
+                    picture.first_slice = hashlib.sha1(
+                        bytes(((payload[0] & 0xE0) | nal_kind,)), usedforsecurity=False
+                    )
                 if picture.first_slice is not None:
                     picture.first_slice.update(payload[2:])
                     if fu & 0x40:

@@ -15,7 +15,7 @@ def first_slice_digest(nals: Iterable[bytes]) -> str:
     """sha1 of the first slice of a picture among its NAL units; '' if none is there."""
     for nal in nals:
         if len(nal) > 1 and nal[0] & 0x1F in (1, 5) and nal[1] & 0x80:
-            return hashlib.sha1(nal).hexdigest()
+            return hashlib.sha1(nal, usedforsecurity=False).hexdigest()
     return ""
 
 
