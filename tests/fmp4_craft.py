@@ -1,6 +1,6 @@
 """Real fragmented MP4 files from Debian's ffmpeg, and damage crafted into them byte by byte.
 
-The box reading here is independent of ``gateway.recorder.fmp4``: it only has to find boxes in
+The box reading here is independent of ``gateway.media.fmp4``: it only has to find boxes in
 the well-formed files ffmpeg writes, before the damage.
 """
 

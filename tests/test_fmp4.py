@@ -26,8 +26,8 @@ from helpers import decode_errors, ffprobe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.media.fmp4 import Fmp4Error, repair, scan
 from gateway.media.normalize import Normalizer
-from gateway.recorder.fmp4 import Fmp4Error, repair, scan
 from gateway.recorder.segment import FRAGMENT_SECONDS, SegmentInfo, SegmentWriter
 from gateway.source.sim import SimSource
 from gateway.storage.naming import segment_path

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.media.fmp4 import scan
 from gateway.media.normalize import Normalizer
-from gateway.recorder.fmp4 import scan
 from gateway.recorder.segment import SegmentInfo, SegmentWriter
 from gateway.source.sim import SimSource
 from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment, QuarantinedFile, gaps

@@ -26,7 +26,7 @@ from fmp4_craft import (
 )
 from helpers import audit_entries, cli, decode_errors, write_config
 
-from gateway.recorder.fmp4 import repair
+from gateway.media.fmp4 import repair
 from gateway.storage import recovery
 from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, set_aside
 from gateway.storage.naming import rebuild_temp_path, segment_path

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from gateway.clock import utc_iso
 from gateway.integrity.seal import ChainRecord
-from gateway.recorder.info import ENDINGS
 from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment
+from gateway.storage.record import ENDINGS
 
 __all__ = ["Gap", "gaps_in", "nearest", "select"]
 

@@ -26,10 +26,10 @@ from gateway.clock import ClockWatch, wall_at
 from gateway.events import EventSink
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
-from gateway.recorder.info import ENDED_CUT
 from gateway.recorder.segment import SegmentInfo, SegmentWriter, UnsafePathError
 from gateway.state import RecorderStatus
 from gateway.storage.errors import StorageError
+from gateway.storage.record import ENDED_CUT
 from gateway.units import format_duration, format_size
 
 __all__ = ["NO_KEYFRAME", "Recorder", "SegmentStore", "time_bound"]

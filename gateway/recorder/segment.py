@@ -32,8 +32,8 @@ from av.container import OutputContainer
 from gateway.clock import clock_synchronized
 from gateway.media.packet import Packet, Track
 from gateway.media.remux import Remuxer
-from gateway.recorder.info import ENDED_CUT, SegmentInfo
 from gateway.storage.naming import final_path
+from gateway.storage.record import ENDED_CUT, SegmentInfo
 
 __all__ = [
     "FRAGMENT_SECONDS",

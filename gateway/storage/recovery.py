@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.recorder.fmp4 import Fmp4Error, SegmentFacts, repair, scan
+from gateway.media.fmp4 import Fmp4Error, SegmentFacts, repair, scan
 from gateway.storage.index import Index, IndexedSegment, QuarantinedFile
 from gateway.storage.naming import (
     PART_SUFFIX,

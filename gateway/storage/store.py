@@ -24,7 +24,6 @@ from gateway.audit import AuditError, AuditLog
 from gateway.events import EventBus
 from gateway.integrity.journal import JournalError
 from gateway.integrity.seal import Sealer
-from gateway.recorder.info import SegmentInfo
 from gateway.storage.errors import StorageError
 from gateway.storage.holds import HoldError, HoldStore
 from gateway.storage.index import (
@@ -35,6 +34,7 @@ from gateway.storage.index import (
 )
 from gateway.storage.naming import segment_path
 from gateway.storage.quarantine import Quarantine, audit_journal
+from gateway.storage.record import SegmentInfo
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
 from gateway.storage.retention import Eviction, HeldRange, RetentionPolicy, enforce, free_bytes
 from gateway.storage.sealing import SealingPass

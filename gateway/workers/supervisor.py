@@ -41,11 +41,11 @@ from gateway.backoff import Backoff
 from gateway.config import CameraConfig
 from gateway.events import EventBus
 from gateway.forward.target import ForwardTotals, UplinkTarget
-from gateway.recorder.fmp4 import Fmp4Error, scan
-from gateway.recorder.info import SegmentInfo
+from gateway.media.fmp4 import Fmp4Error, scan
 from gateway.source.timeouts import OPEN_TIMEOUT
 from gateway.state import STALLED_AFTER, CameraStatus
 from gateway.storage.naming import parse_segment_path
+from gateway.storage.record import SegmentInfo
 from gateway.storage.store import STUCK_AFTER, Storage
 from gateway.units import format_size
 from gateway.workers.channel import Channel, ChannelClosedError, ChannelError, channel_pair
@@ -451,7 +451,7 @@ class Supervisor:
             log.error("%s; retrying in %.0f s", exc, delay)
             return
         self._forkserver_backoff.reset()
-        assert self.forkserver.sock is not None
+        assert self.forkserver.sock is not None  # noqa: S101 - for mypy: start() set it
         self._selector.register(self.forkserver.sock, selectors.EVENT_READ, "forkserver")
 
     def _forkserver_news(self) -> None:
