@@ -26,7 +26,7 @@ class Backoff:
         """The delay before the next attempt."""
         delay = min(self.maximum, self.initial * self.factor**self.attempts)
         self.attempts += 1
-        return delay * (1.0 - self.jitter * random.random())
+        return delay * (1.0 - self.jitter * random.random())  # noqa: S311 - jitter, not a secret
 
     def reset(self) -> None:
         self.attempts = 0

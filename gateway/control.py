@@ -239,7 +239,8 @@ class ControlServer:
     # -- the server thread ---------------------------------------------------------------------
 
     def _serve(self) -> None:
-        assert self._sock is not None and self._wake_r is not None and self._wake_w is not None
+        # For mypy: start() sets all three before it starts this thread.
+        assert self._sock is not None and self._wake_r is not None and self._wake_w is not None  # noqa: S101
         selector = selectors.DefaultSelector()
         selector.register(self._sock, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
@@ -264,7 +265,7 @@ class ControlServer:
             if key.fileobj is self._sock:
                 self._accept(selector)
             elif key.fileobj is self._wake_r:
-                assert self._wake_r is not None
+                assert self._wake_r is not None  # noqa: S101 - for mypy: start() set it
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
             elif isinstance(key.data, _Connection) and key.data in self._connections:
@@ -282,7 +283,7 @@ class ControlServer:
         return max(0.0, min(_TICK, soonest - time.monotonic()))
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
-        assert self._sock is not None
+        assert self._sock is not None  # noqa: S101 - for mypy: start() set it
         for _ in range(_ACCEPT_BATCH):
             try:
                 sock, _ = self._sock.accept()

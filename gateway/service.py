@@ -347,7 +347,7 @@ class Gateway:
         old = {c.id: c for c in self.config.cameras}
         wanted = {c.id: c for c in new.cameras}
         effective = self.config.model_copy(update={"cameras": new.cameras})
-        assert self.forwards is not None
+        assert self.forwards is not None  # noqa: S101 - for mypy: start() set it
         for camera_id in old.keys() - wanted.keys():
             self.forwards.set_camera(camera_id, None, reason="camera_removed")
             self.cameras.pop(camera_id)

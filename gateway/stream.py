@@ -163,7 +163,7 @@ class Reader:
 
     def _call_inline(self, packet: Packet) -> bool:
         """Run ``inline`` on this (the source's) thread; the caller holds ``_idle``."""
-        assert self.inline is not None
+        assert self.inline is not None  # noqa: S101 - for mypy: the caller checked it
         try:
             handled = self.inline(packet)
             if handled:

@@ -168,7 +168,7 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"], path=path) from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader refusing repeated keys
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(path, exc)], path=path) from None
     if data is None:

@@ -23,7 +23,7 @@ CHILD_NICE = 10
 
 def run_child_export(config: Path, request: dict[str, Any], via: str) -> dict[str, Any]:
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
             [sys.executable, "-m", "gateway", "export-child", "--config", str(config)],
             input=json.dumps({"request": request, "via": via}),
             capture_output=True,

@@ -412,7 +412,7 @@ class _Writer:
             self._audio = container.add_stream_from_template(audio)
             scales.append(audio.codec_context.sample_rate)
         text = container.add_stream("mov_text")
-        assert isinstance(text.codec_context, SubtitleCodecContext)
+        assert isinstance(text.codec_context, SubtitleCodecContext)  # noqa: S101 - for mypy: mov_text is one
         text.codec_context.subtitle_header = _TEXT_STYLE
         text.time_base = Fraction(1, max([_TEXT_TICKS, *scales]))
         text.metadata["language"] = "und"
@@ -466,7 +466,7 @@ class _Writer:
     # -- packets -----------------------------------------------------------------------------
 
     def write_video(self, packet: Packet[Stream], place: _Placement) -> None:
-        assert self.container is not None and self._video is not None
+        assert self.container is not None and self._video is not None  # noqa: S101 - for mypy: begin() set them
         if not place.used:
             place.used = True
             self.sources.append(place.path)
@@ -490,7 +490,7 @@ class _Writer:
         self.frames += 1
 
     def write_audio(self, packet: Packet[Stream], place: _Placement) -> None:
-        assert self.container is not None and self._audio is not None
+        assert self.container is not None and self._audio is not None  # noqa: S101 - for mypy: begin() set them
         if not place.used:
             place.used = True
             self.sources.append(place.path)
@@ -522,7 +522,7 @@ class _Writer:
             self._write_text(self._text_to)
 
     def _write_text(self, to: int) -> None:
-        assert self.container is not None and self._text is not None
+        assert self.container is not None and self._text is not None  # noqa: S101 - for mypy: begin() set them
         if to > self._text_from:
             when = datetime.fromtimestamp(self._second, self.tz).strftime(TEXT_FORMAT)
             data = (self.prefix + when).encode()
@@ -638,7 +638,7 @@ class _SourceCopy:
 
     def on_video(self, packet: Packet[Stream]) -> None:
         writer = self.writer
-        assert self.base is not None and packet.dts is not None
+        assert self.base is not None and packet.dts is not None  # noqa: S101 - for mypy: see run()
         pts = packet.dts if packet.pts is None else packet.pts
         wall = pts * self.vtick + self.base
         if writer.container is None:
@@ -679,7 +679,7 @@ class _SourceCopy:
             writer.video_done = True  # the first frame after start is after the end too
             return
         writer.begin(self.source, self.video, self.audio, self.layout, self.key_wall)
-        assert self.base is not None
+        assert self.base is not None  # noqa: S101 - for mypy: see run()
         self.place = writer.place(self.source, self.base, self.key_dts, self.video, self.audio)
         gop, self.gop = self.gop, []
         for queued in gop:
@@ -689,7 +689,7 @@ class _SourceCopy:
                 self.on_audio(queued)
 
     def audio_wall(self, packet: Packet[Stream]) -> float:
-        assert self.base is not None
+        assert self.base is not None  # noqa: S101 - for mypy: see run()
         pts = packet.dts if packet.pts is None else packet.pts
         return (pts or 0) * self.atick + self.base
 

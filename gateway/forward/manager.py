@@ -188,7 +188,7 @@ class ForwardManager:
             self._close(record, held, stop_reason=reason, command=None)
         if camera is None:
             return
-        assert status is not None and link is not None
+        assert status is not None and link is not None  # noqa: S101 - for mypy: given with camera
         with self._lock:
             self.cameras[camera_id] = camera
             self.statuses[camera_id] = status
@@ -289,7 +289,7 @@ class ForwardManager:
             )
             self.rejected(command.camera, decision.reason, origin=command.origin)
             return ForwardResult(False, decision.reason)
-        assert record is not None and held is not None
+        assert record is not None and held is not None  # noqa: S101 - for mypy: set unless refused
         try:
             if isinstance(decision, Stop):
                 return self._close(record, held, stop_reason="stopped", command=command)
@@ -324,7 +324,8 @@ class ForwardManager:
     ) -> _Session:
         """Put a ``starting`` session in the table: the camera is this start's until it is
         active or given up."""
-        assert camera_id not in self._sessions
+        if camera_id in self._sessions:  # the decision was taken on this very table, locked
+            raise RuntimeError(f"camera {camera_id} already has a session")
         record = _Session(
             id=uuid.uuid4().hex[:12],
             camera=camera_id,
@@ -351,7 +352,7 @@ class ForwardManager:
 
     def _open(self, record: _Session, held: _Held) -> ForwardResult:
         """Journal, then attach a pusher; the session becomes ``active``."""
-        assert self.uplink is not None
+        assert self.uplink is not None  # noqa: S101 - for mypy: no uplink, no Start decision
         target = uplink_target(self.uplink, self.site_id, record.camera)
         try:
             self.journal.started(

@@ -162,7 +162,7 @@ class Pusher:
         log.info("camera %s: forwarding live to %s", self.camera_id, self.target.display)
 
     def _send(self, packet: Packet) -> None:
-        assert self._publisher is not None
+        assert self._publisher is not None  # noqa: S101 - for mypy: connected before sending
         try:
             self._publisher.send(self._prepared(packet))
         except PushError as exc:

@@ -39,7 +39,8 @@ def describe(tracks: list[tuple[Track, int]], *, host: str) -> str:
         "v=0",
         "o=- 0 0 IN IP4 127.0.0.1",
         "s=camera-gateway",
-        f"c=IN IP4 {host if host.replace('.', '').isdigit() else '0.0.0.0'}",
+        # 0.0.0.0 in an SDP c= line means "no address" (RFC 4566); nothing binds to it.
+        f"c=IN IP4 {host if host.replace('.', '').isdigit() else '0.0.0.0'}",  # noqa: S104
         "t=0 0",
         "a=tool:camera-gateway",
     ]

@@ -135,7 +135,7 @@ class Normalizer:
             and state.last_out is not None
         )
         if repeat and _same_access_unit(state, raw.data):
-            assert state.last_out is not None
+            assert state.last_out is not None  # noqa: S101 - for mypy: set by the first packet
             return self._packet(state, raw, state.last_out, state.last_pts, continuation=True)
         guess = state.frame_duration or raw.duration or _default_duration(track)
         dts_in = raw.dts if raw.dts is not None else raw.pts
@@ -162,7 +162,7 @@ class Normalizer:
             step = dts_in - state.last_in
             if abs(step) > state.max_jump:
                 state.discontinuities += 1
-                assert state.last_out is not None
+                assert state.last_out is not None  # noqa: S101 - for mypy: set by the first packet
                 state.offset = state.last_out + guess - dts_in
                 log.warning(
                     "camera %s: %s timestamps jumped by %.1f s; continuing the timeline",
@@ -177,7 +177,7 @@ class Normalizer:
         if repeat:
             # The next picture, with its predecessor's timestamps: one frame interval after
             # it, pts moved alike (see the class's docstring).
-            assert state.last_out is not None
+            assert state.last_out is not None  # noqa: S101 - for mypy: set by the first packet
             state.repaired += 1
             lead = state.last_out + guess - dts
             if lead > state.max_jump:

@@ -70,7 +70,7 @@ class SimSource:
         return self._pending.pop(0)
 
     def _encode_next(self) -> list[RawPacket]:
-        assert self._encoder is not None and self._pattern is not None
+        assert self._encoder is not None and self._pattern is not None  # noqa: S101 - for mypy: read() checked
         fps = self._settings["fps"]
         due = self._started + self._frame / fps
         delay = due - time.monotonic()

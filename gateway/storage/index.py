@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_start ON quarantine (start);
 """
 _COLUMNS = "path, camera, start, end, bytes, frames, codec, width, height, has_audio"
+"""Queries are put together from the fixed names here (``_COLUMNS``, ``_LATER_COLUMNS``,
+``_UPDATED``, ``_Q_COLUMNS``) and fixed clauses, never from input; values are always bound
+(``?``). Hence the ``noqa: S608`` marks on those queries."""
 _LATER_COLUMNS = {
     "flags": ("TEXT NOT NULL DEFAULT ''", "''"),
     "sha256": ("TEXT", "NULL"),
@@ -127,7 +130,7 @@ class IndexedSegment:
     clock_synced: bool | None = None
     """Whether the clock was NTP-synchronised while it was written (None: not known)."""
     ended: str = "cut"
-    """Why it ended (see :data:`gateway.recorder.info.ENDINGS`)."""
+    """Why it ended (see :data:`gateway.storage.record.ENDINGS`)."""
     seal_seq: int | None = None
     """Its entry in the camera's seal chain (None: not sealed yet)."""
 
@@ -295,7 +298,7 @@ class Index:
                     totals.add(segment.camera, segment.bytes, +1)
                 # A row indexed again (a rebuild) keeps the seal it had.
                 db.executemany(
-                    f"INSERT INTO segments ({_COLUMNS}, {', '.join(_LATER_COLUMNS)}) "
+                    f"INSERT INTO segments ({_COLUMNS}, {', '.join(_LATER_COLUMNS)}) "  # noqa: S608 - see _COLUMNS
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
                     + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
                     + ", sha256 = COALESCE(excluded.sha256, sha256)"
@@ -374,7 +377,7 @@ class Index:
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._cursor() as db:
             rows = db.execute(
-                f"SELECT {self._select()} FROM segments {clause}ORDER BY start LIMIT ?",
+                f"SELECT {self._select()} FROM segments {clause}ORDER BY start LIMIT ?",  # noqa: S608 - see _COLUMNS
                 (*args, limit),
             ).fetchall()
         return [_row(r) for r in rows]
@@ -383,7 +386,7 @@ class Index:
         """Segments not in their camera's seal chain yet, oldest first."""
         with self._cursor() as db:
             rows = db.execute(
-                f"SELECT {self._select()} FROM segments WHERE seal_seq IS NULL "
+                f"SELECT {self._select()} FROM segments WHERE seal_seq IS NULL "  # noqa: S608 - see _COLUMNS
                 "ORDER BY start LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -398,7 +401,8 @@ class Index:
     def get(self, path: str) -> IndexedSegment | None:
         with self._cursor() as db:
             row = db.execute(
-                f"SELECT {self._select()} FROM segments WHERE path = ?", (path,)
+                f"SELECT {self._select()} FROM segments WHERE path = ?",  # noqa: S608 - see _COLUMNS
+                (path,),
             ).fetchone()
         return None if row is None else _row(row)
 
@@ -433,7 +437,7 @@ class Index:
                     "SELECT bytes FROM quarantine WHERE path = ?", (item.path,)
                 ).fetchone()
                 db.execute(
-                    f"INSERT OR REPLACE INTO quarantine ({_Q_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                    f"INSERT OR REPLACE INTO quarantine ({_Q_COLUMNS}) VALUES (?,?,?,?,?,?)",  # noqa: S608 - see _COLUMNS
                     (item.path, item.camera, item.start, item.bytes, item.reason, item.moved_at),
                 )
                 db.execute("COMMIT")
@@ -464,7 +468,7 @@ class Index:
             if not self._has_quarantine:
                 return []
             rows = db.execute(
-                f"SELECT {_Q_COLUMNS} FROM quarantine ORDER BY start LIMIT ?",
+                f"SELECT {_Q_COLUMNS} FROM quarantine ORDER BY start LIMIT ?",  # noqa: S608 - see _COLUMNS
                 (-1 if limit is None else limit,),
             ).fetchall()
         return [_quarantined(r) for r in rows]

@@ -107,7 +107,8 @@ class ForkServer:
             command += ["--site", self._site]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         try:
-            self._proc = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=env)
+            # Our own interpreter and module, an argument list: no shell, nothing from outside.
+            self._proc = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=env)  # noqa: S603
         finally:
             theirs.close()
         self._sock = ours
@@ -179,11 +180,12 @@ class ForkServer:
         return message
 
     def _read_with_fds(self) -> tuple[tuple[Any, ...], list[int]]:
-        assert self._sock is not None
+        assert self._sock is not None  # noqa: S101 - for mypy: start() set it
         data, fds = recv_fds(self._sock, 65536, 1)
         if not data:
             raise ForkServerError("the fork server closed its socket")
-        message = pickle.loads(data)  # the fork server is our own process, trusted
+        # From the fork server, our own process: a worker closes this socket before running.
+        message = pickle.loads(data)  # noqa: S301
         if not isinstance(message, tuple) or not message:
             raise ForkServerError("unreadable message from the fork server")
         return message, fds
@@ -239,7 +241,8 @@ def _answer(
         return False
     if not data:
         return False
-    request = pickle.loads(data)  # from the supervisor, our parent
+    # From the supervisor, our parent: a worker closes this socket before running.
+    request = pickle.loads(data)  # noqa: S301
     if request[0] != "spawn" or len(fds) != 1:
         for fd in fds:
             os.close(fd)

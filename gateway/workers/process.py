@@ -165,7 +165,8 @@ class CameraProcess:
                 log.error("camera %s: bad message from the supervisor: %s", self.camera.id, exc)
                 continue
             if data is not None:
-                self._handle(pickle.loads(data))  # from the supervisor, which we trust
+                # From the supervisor, our parent (only the way down is pickled).
+                self._handle(pickle.loads(data))  # noqa: S301
             now = time.monotonic()
             significant = self._significant()
             if now >= next_report or significant != last:
