@@ -257,7 +257,7 @@ class H265Sps:
                     if not used:
                         w.u(1, use_delta)
                 continue
-            negative, positive = rps
+            negative, positive = rps[0], rps[1]  # ("inter", ...) sets were taken above
             assert isinstance(negative, int) and isinstance(positive, int)
             w.ue(negative)
             w.ue(positive)

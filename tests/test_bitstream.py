@@ -33,10 +33,10 @@ needs_ffmpeg = pytest.mark.skipif(
 
 
 def parse(codec: str, sps: bytes) -> SequenceInfo:
-    return (h264 if codec == "h264" else h265).parse_sps(sps)
+    return h264.parse_sps(sps) if codec == "h264" else h265.parse_sps(sps)
 
 
-def by_name(cases: list[dict[str, Any]]) -> Any:
+def by_name(cases: list[dict[str, Any]]) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("case", cases, ids=[c["name"] for c in cases])
 
 

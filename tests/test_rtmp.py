@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import pytest
@@ -27,6 +27,7 @@ from helpers import free_port, wait_until
 
 from gateway.forward.connection import PushError, TlsPolicy, open_uplink
 from gateway.forward.flv import (
+    AmfValue,
     EcmaArray,
     amf_decode,
     amf_encode,
@@ -261,7 +262,17 @@ def _aac(seconds: float) -> tuple[Track, list[Packet]]:
     track = Track(1, "audio", "aac", tb, sample_rate=48000, channels=2, extradata=encoder.extradata)
     start = encoded[0].pts
     packets = [
-        Packet(1, bytes(p), p.pts - start, p.dts - start, 1024, tb, True, False, 0.0)
+        Packet(
+            1,
+            bytes(p),
+            (p.pts or 0) - (start or 0),
+            (p.dts or 0) - (start or 0),
+            1024,
+            tb,
+            True,
+            False,
+            0.0,
+        )
         for p in encoded
     ]
     return track, packets
@@ -347,9 +358,9 @@ class TlsRelay:
     def _pump(secure: ssl.SSLSocket, plain: socket.socket) -> None:
         up = True
         while True:
-            ready = [secure] if up and secure.pending() else None
+            ready: list[socket.socket] | None = [secure] if up and secure.pending() else None
             if ready is None:
-                watch = [plain, secure] if up else [plain]
+                watch: list[socket.socket] = [plain, secure] if up else [plain]
                 ready, _, _ = select.select(watch, [], [], 10)
                 if not ready:
                     return
@@ -465,7 +476,8 @@ class ScriptedCentre:
         self.written += len(data)
 
     def command(self, *values: object, stream: int = 0) -> None:
-        self.send(3, 20, amf_encode(*values), stream)
+        # What a test scripts is AMF0 data; the encoder refuses anything else at run time.
+        self.send(3, 20, amf_encode(*cast(tuple[AmfValue, ...], values)), stream)
 
     def _take(self, size: int) -> bytes:
         assert self.conn is not None
@@ -623,6 +635,7 @@ def test_bad_stream_name_is_refused_without_showing_the_key() -> None:
     # the stream name goes with its query string; the application is the first segment
     commands = [amf_decode(p) for k, _, p in server.received if k == 20]
     connect = next(c for c in commands if c[0] == "connect")
+    assert isinstance(connect[2], dict)
     assert connect[2]["app"] == "live"
     assert connect[2]["tcUrl"] == f"rtmp://127.0.0.1:{server.port}/live"
     assert connect[2]["type"] == "nonprivate"
@@ -886,7 +899,7 @@ def test_annex_b_to_length_prefixed() -> None:
 
 
 def test_amf0_round_trip() -> None:
-    values = [
+    values: list[AmfValue] = [
         "connect",
         1.0,
         {"app": "live", "flag": True, "nested": {"n": -2.5}},

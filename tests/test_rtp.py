@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import struct
 from fractions import Fraction
 
@@ -113,7 +114,7 @@ def test_digest_response_matches_rfc_2617_example(monkeypatch: pytest.MonkeyPatc
         'Digest realm="testrealm@host.com", qop="auth,auth-int", '
         'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"'
     )
-    monkeypatch.setattr(rtsp.os, "urandom", lambda n: bytes.fromhex("0a4f113b"))
+    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex("0a4f113b"))
     auth = rtsp._Auth.from_challenge(challenge, "Mufasa", "Circle Of Life")
     header = auth.header("GET", "/dir/index.html")
     assert 'response="6629fae49393a05397450978507c4ef1"' in header
