@@ -148,7 +148,7 @@ def test_status_reads_the_running_daemon(tmp_path: Path, gateway: StartGateway) 
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
     gw = gateway(config)
     gw.wait_log("camera yard: online", 15)
-    wait_until(lambda: len(gw.segments("yard")) >= 1, 15, "a segment")
+    wait_until(lambda: len(gw.segments("yard")) >= 1, 30, "a segment")
     table = cli("status", "--config", str(config))
     assert table.returncode == 0, table.stderr
     rows = {

@@ -517,7 +517,9 @@ def test_a_stop_stuck_on_a_wedged_centre_delays_no_command_for_another_camera(
         assert stop["took"] >= 1.0, "the stop was not stuck on the wedged push: nothing measured"
         assert other["ok"], other
         assert took < OTHER_CAMERA_BUDGET, f"hall-b's start waited {took:.3f} s on hall-a's stop"
-        assert status_took < OTHER_CAMERA_BUDGET, f"a status waited {status_took:.3f} s"
+        # A status never went through the forward manager; it must not wait on the stuck stop
+        # (2 s) either, but on a loaded test machine its round trip alone can pass 100 ms.
+        assert status_took < 1.0, f"a status waited {status_took:.3f} s"
         assert gw.stop() == 0
         entries = [e for e in audit_entries(journal / "audit") if e["event"].startswith("forward_")]
     for name in ("hall-a", "hall-b"):  # hall-b's start is journalled while hall-a stops
