@@ -77,10 +77,13 @@ def test_disk_full_degrades_recording_then_recovers(tmp_path: Path, gateway: Sta
         for path in gw.segments():
             assert decode_errors(path) == "", path.name
         assert gw.segments(partial=True) == []
-        # One error and one recovery line per camera, however many retries it took.
+        # One error line per stop and one recovery line per recovery, however many retries each
+        # took (retries are silent). With 40 kB left, a camera may get one fragment through
+        # (recording again) before the disk is full again: a real second stop, logged as such.
         for camera in ("gate", "court"):
-            assert gw.log.count(f"camera {camera}: recording stopped: disk full") == 1, gw.log
-            assert gw.log.count(f"camera {camera}: recording again") == 1, gw.log
+            stops = gw.log.count(f"camera {camera}: recording stopped: disk full")
+            recoveries = gw.log.count(f"camera {camera}: recording again")
+            assert 1 <= stops <= 3 and recoveries == stops, gw.log
         # Segments finished while the index could not be written are indexed once space is back.
         listed = {Path(s["path"]) for s in gw.listing()["segments"]}
         assert listed == set(gw.segments())
