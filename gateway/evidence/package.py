@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.durable import fsync_dir, write_new
 from gateway.integrity.keys import Signer
 
 __all__ = [
@@ -107,33 +108,18 @@ class PackageWriter:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(self.work)
+        fsync_dir(self.work)
         if os.path.lexists(self.output):
             raise FileExistsError(f"{self.output} appeared during the export")
         os.rename(self.work, self.output)
-        _fsync_dir(self.output.parent)
+        fsync_dir(self.output.parent)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             shutil.rmtree(self.work)
 
     def _write(self, name: str, data: bytes) -> None:
-        fd = os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_new(self.path(name), data, 0o640)
 
 
 def verify_text(fingerprint: str, manifest: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import utc_iso
+from gateway.durable import write_all
 from gateway.integrity.keys import Signer, SigningKeyError
 
 __all__ = [
@@ -142,7 +143,7 @@ class SignedJournal:
                 line = canonical(entry)
                 if len(line) >= _MAX_LINE:
                     raise JournalError(f"entry {event} is too large ({len(line)} bytes)")
-                _write_all(fd, line + b"\n")
+                write_all(fd, line + b"\n")
                 os.fsync(fd)
                 size = os.fstat(fd).st_size
             except OSError as exc:
@@ -265,12 +266,6 @@ def _parse_time(text: str) -> float | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _drop_torn_tail(fd: int) -> None:

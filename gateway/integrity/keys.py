@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.clock import utc_iso
+from gateway.durable import fsync_dir, write_all, write_new
 
 __all__ = [
     "HISTORY_NAME",
@@ -264,7 +265,7 @@ class KeyRing:
     # -- files -------------------------------------------------------------------------------
 
     def _write_public(self, public: PublicKey) -> None:
-        _write_new(self.path / f"{public.fingerprint}.pub.pem", public.pem.encode("ascii"), 0o640)
+        write_new(self.path / f"{public.fingerprint}.pub.pem", public.pem.encode("ascii"), 0o640)
 
     def _append_history(self, entry: dict[str, Any]) -> None:
         line = json.dumps({"time": utc_iso(time.time()), **entry}, sort_keys=True) + "\n"
@@ -272,7 +273,7 @@ class KeyRing:
             self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640
         )
         try:
-            os.write(fd, line.encode("utf-8"))
+            write_all(fd, line.encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -286,30 +287,10 @@ class KeyRing:
         tmp = self.path / f".{KEY_NAME}.new"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        _write_new(tmp, pem, 0o600)
+        write_new(tmp, pem, 0o600)
         os.replace(tmp, self.key_file)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
 
 def _handover_message(previous: str, new: str) -> bytes:
     return f"camera-gateway key rotation: {previous} -> {new}".encode("ascii")
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from gateway.durable import fsync_dir
 from gateway.media.codec import Codec
 
 __all__ = ["Fmp4Error", "SegmentFacts", "TrackFacts", "repair", "scan"]
@@ -695,7 +696,7 @@ def repair(path: Path, *, rebuild_to: Path | None = None) -> SegmentFacts:
     size = _rebuild(path, facts, kept, target)
     if rebuild_to is None:
         os.replace(target, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     rebuilt = scan(target if rebuild_to is not None else path)
     if rebuilt.fragments != facts.fragments or rebuilt.damaged or rebuilt.complete_size != size:
         raise Fmp4Error("rebuilt file does not read back as written")
@@ -839,14 +840,6 @@ def _cut_run(
     if flags & 0x04:
         body += struct.pack(">I", sample_flags[keyframe] if keyframe < count else first_flags)
     return body + kept.tobytes(), keyframe, count, dropped_time
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy(source: BinaryIO, out: BinaryIO, length: int) -> None:

@@ -42,7 +42,6 @@ __all__ = [
     "SegmentInfo",
     "SegmentWriter",
     "UnsafePathError",
-    "fsync_dir",
     "open_segment_dir",
 ]
 
@@ -157,15 +156,6 @@ class FullWriter(io.RawIOBase):
                 os.close(self._fd)
             finally:
                 super().close()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a created or renamed file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SegmentWriter:
