@@ -18,6 +18,7 @@ __all__ = [
     "ClockWatch",
     "clock_synchronized",
     "parse_moment",
+    "parse_utc_iso",
     "utc_iso",
     "wall_at",
 ]
@@ -95,6 +96,11 @@ def clock_synchronized() -> bool | None:
     if state < 0:
         return None
     return bool(state != _TIME_ERROR)
+
+
+def parse_utc_iso(text: str) -> float:
+    """The UNIX time of an ISO 8601 time as :func:`utc_iso` writes it (``…Z``); ValueError."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def parse_moment(text: str, *, naive_is_utc: bool = False) -> float:

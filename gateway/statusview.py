@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from gateway.clock import utc_iso
+from gateway.clock import parse_utc_iso, utc_iso
 from gateway.metrics import MetricsSnapshot
 from gateway.state import CameraStatus, ForwardStatus, camera_state
 from gateway.storage.store import StorageUsage
@@ -20,7 +19,7 @@ __all__ = ["render_status", "status_document", "summary"]
 def _age(iso: str | None, now: float) -> float | None:
     if iso is None:
         return None
-    return now - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return now - parse_utc_iso(iso)
 
 
 def render_status(document: dict[str, Any]) -> str:

@@ -7,10 +7,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.clock import parse_utc_iso
 from gateway.config import load_config
 from gateway.text import display
 
@@ -191,7 +191,7 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 def _entry_time(entry: dict[str, Any]) -> float | None:
     try:
-        return datetime.fromisoformat(str(entry.get("time")).replace("Z", "+00:00")).timestamp()
+        return parse_utc_iso(str(entry.get("time")))
     except ValueError:
         return None
 

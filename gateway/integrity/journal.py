@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.clock import utc_iso
+from gateway.clock import parse_utc_iso, utc_iso
 from gateway.durable import write_all
 from gateway.integrity.keys import Signer, SigningKeyError
 
@@ -263,7 +263,7 @@ def _month(timestamp: float) -> str:
 
 def _parse_time(text: str) -> float | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_utc_iso(text)
     except ValueError:
         return None
 
