@@ -217,22 +217,7 @@ def write_clip(
     range, if the segments of the range do not form one run, or if the output cannot be written;
     no output is left behind then.
     """
-    if not end > start:
-        raise ClipError(f"empty range: end {end} is not after start {start}")
-    prefix = f"{label} " if label else ""
-    if len(prefix.encode()) > 1000:
-        raise ClipError("label too long for the wall-clock track (over 1000 bytes)")
-    ordered = sorted(sources, key=lambda s: s.start)
-    for source in ordered:
-        if not source.path.is_file():
-            raise ClipError(f"{source.path}: missing")
-    # A source whose successor starts at or before `start` ends before it; none starting at or
-    # after `end` can hold a frame shown before it.
-    wanted = [
-        s
-        for i, s in enumerate(ordered)
-        if s.start < end and (i + 1 == len(ordered) or ordered[i + 1].start > start)
-    ]
+    prefix, ordered, wanted = _prepare(sources, start, end, label)
     writer = _Writer(output, start, end, tz, prefix)
     try:
         for source in wanted:
@@ -257,20 +242,7 @@ def write_clips(
     """Like :func:`write_clip` over sources that may hold several runs (a camera whose stream
     changed): one clip per run, the n-th (from 1) written to ``output(n)``. Each source is
     opened once. On error, every clip written is deleted."""
-    if not end > start:
-        raise ClipError(f"empty range: end {end} is not after start {start}")
-    prefix = f"{label} " if label else ""
-    if len(prefix.encode()) > 1000:
-        raise ClipError("label too long for the wall-clock track (over 1000 bytes)")
-    ordered = sorted(sources, key=lambda s: s.start)
-    for source in ordered:
-        if not source.path.is_file():
-            raise ClipError(f"{source.path}: missing")
-    wanted = [
-        s
-        for i, s in enumerate(ordered)
-        if s.start < end and (i + 1 == len(ordered) or ordered[i + 1].start > start)
-    ]
+    prefix, ordered, wanted = _prepare(sources, start, end, label)
     clips: list[Clip] = []
     writer = _Writer(output(1), start, end, tz, prefix)
     try:
@@ -292,6 +264,29 @@ def write_clips(
             with contextlib.suppress(FileNotFoundError):
                 clip.path.unlink()
         raise
+
+
+def _prepare(
+    sources: Sequence[ClipSource], start: float, end: float, label: str
+) -> tuple[str, list[ClipSource], list[ClipSource]]:
+    """Check a request; (text prefix, sources in time order, those that may hold the range)."""
+    if not end > start:
+        raise ClipError(f"empty range: end {end} is not after start {start}")
+    prefix = f"{label} " if label else ""
+    if len(prefix.encode()) > 1000:
+        raise ClipError("label too long for the wall-clock track (over 1000 bytes)")
+    ordered = sorted(sources, key=lambda s: s.start)
+    for source in ordered:
+        if not source.path.is_file():
+            raise ClipError(f"{source.path}: missing")
+    # A source whose successor starts at or before `start` ends before it; none starting at or
+    # after `end` can hold a frame shown before it.
+    wanted = [
+        s
+        for i, s in enumerate(ordered)
+        if s.start < end and (i + 1 == len(ordered) or ordered[i + 1].start > start)
+    ]
+    return prefix, ordered, wanted
 
 
 def _demux(
