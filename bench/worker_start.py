@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import parse_config  # noqa: E402
-from gateway.workers.channel import Channel, channel_pair  # noqa: E402
-from gateway.workers.forkserver import ForkServer  # noqa: E402
-from gateway.workers.messages import Status, WorkerSettings, decode_up  # noqa: E402
+from gateway.daemon.workers.channel import Channel, channel_pair  # noqa: E402
+from gateway.daemon.workers.forkserver import ForkServer  # noqa: E402
+from gateway.daemon.workers.messages import Status, WorkerSettings, decode_up  # noqa: E402
 
-WORKER = "gateway.workers.process:run_worker"
+WORKER = "gateway.daemon.workers.process:run_worker"
 
 
 def uss_mib(pid: int) -> float:
@@ -70,7 +70,7 @@ def main() -> int:
                 ours, theirs = channel_pair()
                 begun = time.perf_counter()
                 spawned = server.spawn(
-                    "gateway.workers.process:run_worker", theirs, camera, settings
+                    "gateway.daemon.workers.process:run_worker", theirs, camera, settings
                 )
                 spawn_ms.append((time.perf_counter() - begun) * 1000)
                 theirs.close()

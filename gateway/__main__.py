@@ -1,5 +1,5 @@
 """Run the command line as ``python -m gateway``."""
 
-from gateway.cli import main
+from gateway.daemon.cli import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ import ctypes
 import time
 from datetime import UTC, datetime
 
-from gateway.libc import libc as load_libc
+from gateway.host.libc import libc as load_libc
 
 __all__ = [
     "STEP_THRESHOLD",

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.host.threads import name_native_thread
 from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo
-from gateway.threads import name_native_thread
 
 __all__ = ["Consumer", "Reader", "ReaderStats", "Stream"]
 

@@ -9,9 +9,9 @@ from gateway.media.normalize import Normalizer
 from gateway.media.packet import SessionInfo
 from gateway.recorder.recorder import Recorder
 from gateway.source.sim import SimSource
-from gateway.state import RecorderStatus
 from gateway.storage.retention import RetentionPolicy
 from gateway.storage.store import Storage
+from gateway.telemetry.state import RecorderStatus
 
 SMALL_CAMERA = "sim://hall?fps=25&gop=1&width=320&height=240"
 """A cheap simulated camera with a keyframe every second."""

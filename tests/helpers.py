@@ -211,7 +211,7 @@ class GatewayProcess:
     def status(self, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
         """Camera id -> status, asked over the control socket like the command line does (from
         this process: a CLI process per question would cost more than the question)."""
-        from gateway.control import ControlError, call
+        from gateway.daemon.control import ControlError, call
 
         socket_path = Path(yaml.safe_load(self.config.read_text())["control"]["socket"])
         deadline = time.monotonic() + timeout
@@ -758,7 +758,7 @@ class NotifySocket:
 
 def audit_entries(folder: Path) -> list[dict[str, Any]]:
     """Every entry of the audit journal in ``folder``, oldest first (read without a key)."""
-    from gateway.audit import AuditLog
+    from gateway.integrity.audit import AuditLog
     from gateway.integrity.keys import SigningKeyError
 
     def no_key() -> Any:

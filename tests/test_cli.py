@@ -236,7 +236,7 @@ def _assert_no_raw_control(text: str) -> None:
 @pytest.fixture
 def hostile_daemon(tmp_path: Path) -> Iterator[Path]:
     """A real control socket answering what a compromised camera could make the daemon say."""
-    from gateway.control import ControlServer, Peer
+    from gateway.daemon.control import ControlServer, Peer
 
     def handler(request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         if request.get("command") == "status":

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.control import ControlServer, Peer, call
+from gateway.daemon.control import ControlServer, Peer, call
 from gateway.forward.commands import (
     MAX_REASON,
     CommandError,

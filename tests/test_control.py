@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gateway.control import (
+from gateway.daemon.control import (
     EVICT_AFTER,
     HANDLER_THREADS,
     MAX_CONNECTIONS,
@@ -165,7 +165,7 @@ def test_the_command_line_is_answered_as_the_kernel_says_who_asks(server: Contro
 def test_1100_idle_connections_keep_descriptors_and_threads_bounded_and_the_cli_answered(
     server: ControlServer, caplog: pytest.LogCaptureFixture, processes: int
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.control")
+    caplog.set_level(logging.WARNING, logger="gateway.daemon.control")
     call(server.path, {"command": "warm-up"})  # the first handler thread exists from here
     base_descriptors, base_threads = _descriptors(), threading.active_count()
     each = 1100 // processes

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from helpers import cli, decode_errors, free_port
 
-from gateway.demo import DEMO_CAMERAS
+from gateway.daemon.demo import DEMO_CAMERAS
 
 
 def test_demo_records_four_simulated_cameras_and_shows_their_status(tmp_path: Path) -> None:

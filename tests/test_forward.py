@@ -433,7 +433,7 @@ def test_digest_authentication_and_h265(
 def _ask(socket_path: Path, **request: object) -> tuple[dict[str, Any], float]:
     """One forward command over the control socket, as the command line sends it; (answer,
     seconds it took). From this process: a CLI process would add its own start to the time."""
-    from gateway.control import call
+    from gateway.daemon.control import call
 
     began = time.monotonic()
     answer = call(socket_path, {"command": "forward", **request}, timeout=30)

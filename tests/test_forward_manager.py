@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import AuditLog
 from gateway.config import CameraConfig, UplinkConfig
 from gateway.forward.commands import ForwardCommand, ForwardResult
 from gateway.forward.manager import ForwardManager
 from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.integrity.audit import AuditLog
 from gateway.integrity.keys import KeyRing
-from gateway.state import ForwardStatus
+from gateway.telemetry.state import ForwardStatus
 
 CAMERAS = ("hall-a", "hall-b")
 OTHER_CAMERA_BUDGET = 0.1

@@ -28,9 +28,9 @@ from gateway.media.packet import SessionInfo
 from gateway.recorder.recorder import Recorder
 from gateway.source.errors import SourceError
 from gateway.source.rtsp import RtspSource
-from gateway.state import RecorderStatus
 from gateway.storage.retention import RetentionPolicy
 from gateway.storage.store import Storage
+from gateway.telemetry.state import RecorderStatus
 
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from digest import avcc_nals

@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.audit import AuditLog
 from gateway.config import Config
+from gateway.integrity.audit import AuditLog
 from gateway.integrity.journal import canonical
 from gateway.integrity.keys import KeyRing
 from gateway.integrity.seal import SEALS_DIRECTORY, Sealer

@@ -116,8 +116,8 @@ def _journal_verification(config_path: Path | None, event: str, **fields: Any) -
     """Verifications are journalled too (when the journal is reachable from here)."""
     if config_path is None:
         return
-    from gateway.audit import AuditError
     from gateway.evidence.box import Integrity
+    from gateway.integrity.audit import AuditError
 
     try:
         Integrity.of(load_config(config_path)).audit.append(event, by=current_user(), **fields)
@@ -216,8 +216,8 @@ def key_show(args: argparse.Namespace) -> int:
 
 
 def key_rotate(args: argparse.Namespace) -> int:
-    from gateway.audit import AuditError
     from gateway.evidence.box import Integrity
+    from gateway.integrity.audit import AuditError
     from gateway.integrity.keys import SigningKeyError
 
     integrity = Integrity.of(load_config(args.config))

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway.audit import AuditError
 from gateway.clock import utc_iso
 from gateway.config import Config
 from gateway.evidence.box import Integrity
 from gateway.evidence.requests import ExportError, ExportRequest, HoldRequest, ReleaseRequest
+from gateway.integrity.audit import AuditError
 from gateway.storage.holds import HoldError
 from gateway.storage.index import Index
 from gateway.text import clip, display

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.audit import AuditError
 from gateway.clock import clock_synchronized, utc_iso
 from gateway.config import Config
 from gateway.evidence.box import Integrity
@@ -38,6 +37,7 @@ from gateway.evidence.clip import Clip, ClipError, ClipSource, write_clips
 from gateway.evidence.package import PackageWriter, file_sha256
 from gateway.evidence.requests import ExportError, ExportRequest
 from gateway.evidence.selection import gaps_in, nearest, select
+from gateway.integrity.audit import AuditError
 from gateway.integrity.keys import Signer, SigningKeyError
 from gateway.integrity.seal import ChainRecord
 from gateway.storage.holds import Hold, HoldError

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.durable import fsync_dir, write_new
+from gateway.host.durable import fsync_dir, write_new
 from gateway.integrity.keys import Signer
 
 __all__ = [

@@ -1,11 +1,12 @@
 """The forward sessions' entries in the audit journal: what each one says, in one place.
 
 Every session start, extension and stop is appended to the signed audit journal
-(:class:`~gateway.audit.AuditLog`), synced to disk before the command is answered: that journal
-is what a data protection officer reads to check that images reached the police only for the
-time of an intervention. The methods raise :class:`~gateway.audit.AuditError` when an entry
-cannot be written; what follows is the manager's rule (a start or an extension that cannot be
-journalled does not happen; a stop happens anyway), not this module's.
+(:class:`~gateway.integrity.audit.AuditLog`), synced to disk before the command is answered:
+that journal is what a data protection officer reads to check that images reached the police
+only for the time of an intervention. The methods raise
+:class:`~gateway.integrity.audit.AuditError` when an entry cannot be written; what follows is
+the manager's rule (a start or an extension that cannot be journalled does not happen; a stop
+happens anyway), not this module's.
 
 A write waits for an ``fsync`` (milliseconds, longer on a loaded SD card), so the manager calls
 these outside its lock.
@@ -16,9 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.audit import AuditError, AuditLog
 from gateway.clock import utc_iso
 from gateway.forward.commands import ForwardCommand
+from gateway.integrity.audit import AuditError, AuditLog
 
 __all__ = ["EXTENDED", "STARTED", "STOPPED", "SessionJournal"]
 

@@ -39,10 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.audit import AuditError, AuditLog
 from gateway.clock import utc_iso
 from gateway.config import CameraConfig, UplinkConfig
-from gateway.events import EventBus
 from gateway.forward.commands import ForwardCommand, ForwardResult
 from gateway.forward.journal import SessionJournal
 from gateway.forward.policy import (
@@ -59,8 +57,10 @@ from gateway.forward.policy import (
 )
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.forward.uplink import uplink_target
+from gateway.integrity.audit import AuditError, AuditLog
 from gateway.ratelimit import RateLimitedLog
-from gateway.state import ForwardStatus
+from gateway.telemetry.events import EventBus
+from gateway.telemetry.state import ForwardStatus
 from gateway.units import format_duration, format_size
 
 __all__ = ["ForwardLink", "ForwardManager"]

@@ -21,7 +21,7 @@ from gateway.forward.target import UplinkTarget
 from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.media.params import with_parameter_sets
-from gateway.state import ForwardState, ForwardStatus
+from gateway.telemetry.state import ForwardState, ForwardStatus
 
 __all__ = ["FORWARD_QUEUE_BYTES", "GOP_CACHE_BYTES", "Pusher", "open_publisher"]
 

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.camera import CameraWorker
 from gateway.config import CameraConfig
 from gateway.forward.pusher import GOP_CACHE_BYTES
-from gateway.state import CameraStatus
+from gateway.source.pull import CameraWorker
 from gateway.stream import Stream
+from gateway.telemetry.state import CameraStatus
 
 __all__ = ["ForwardSource", "main_stream_source", "substream_source"]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import parse_utc_iso, utc_iso
-from gateway.durable import write_all
+from gateway.host.durable import write_all
 from gateway.integrity.keys import Signer, SigningKeyError
 
 __all__ = [

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.clock import utc_iso
-from gateway.durable import fsync_dir, write_all, write_new
+from gateway.host.durable import fsync_dir, write_all, write_new
 
 __all__ = [
     "HISTORY_NAME",

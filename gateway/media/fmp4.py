@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.durable import fsync_dir
+from gateway.host.durable import fsync_dir
 from gateway.media.codec import Codec
 
 __all__ = ["Fmp4Error", "SegmentFacts", "TrackFacts", "repair", "scan"]

@@ -23,13 +23,13 @@ import av
 
 from gateway.backoff import Backoff
 from gateway.clock import ClockWatch, wall_at
-from gateway.events import EventSink
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.recorder.segment import SegmentInfo, SegmentWriter, UnsafePathError
-from gateway.state import RecorderStatus
 from gateway.storage.errors import StorageError
 from gateway.storage.record import ENDED_CUT
+from gateway.telemetry.events import EventSink
+from gateway.telemetry.state import RecorderStatus
 from gateway.units import format_duration, format_size
 
 __all__ = ["NO_KEYFRAME", "Recorder", "SegmentStore", "time_bound"]

@@ -1,4 +1,4 @@
-"""Camera sources: pull one camera and hand out its tracks and raw packets.
+"""Camera sources: pull one camera and hand out its tracks and raw packets; the pull loop.
 
 A source is opened once per connection attempt; :func:`open_source` picks the implementation from
 the URL scheme. The simulated source is an ordinary source, selected by ``sim://``.

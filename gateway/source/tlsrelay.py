@@ -23,8 +23,8 @@ import ssl
 import threading
 import time
 
+from gateway.host.threads import name_native_thread
 from gateway.source.tls import TlsLink
-from gateway.threads import name_native_thread
 
 __all__ = ["DOWN_BUFFER", "UP_BUFFER", "TlsRelay"]
 

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.durable import fsync_dir, write_all
+from gateway.host.durable import fsync_dir, write_all
 from gateway.storage.index import Index, IndexedSegment
 from gateway.storage.retention import HeldRange
 from gateway.units import format_size

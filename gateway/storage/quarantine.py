@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import AuditLog
 from gateway.clock import utc_iso
-from gateway.libc import libc
+from gateway.host.libc import libc
+from gateway.integrity.audit import AuditLog
 from gateway.storage.index import Index, QuarantinedFile
 from gateway.storage.naming import (
     QUARANTINE_DIR,

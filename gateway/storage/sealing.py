@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gateway.events import EventSink
 from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
 from gateway.integrity.seal import ChainRecord, Sealer, hash_file
 from gateway.storage.index import Index, IndexedSegment, QuarantinedFile
 from gateway.storage.retention import Eviction
+from gateway.telemetry.events import EventSink
 
 __all__ = ["SEAL_BYTES_PER_TURN", "SealingPass"]
 

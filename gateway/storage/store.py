@@ -17,11 +17,9 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.audit import AuditError, AuditLog
-from gateway.events import EventBus
+from gateway.integrity.audit import AuditError, AuditLog
 from gateway.integrity.journal import JournalError
 from gateway.integrity.seal import Sealer
 from gateway.storage.errors import StorageError
@@ -38,8 +36,10 @@ from gateway.storage.record import SegmentInfo
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
 from gateway.storage.retention import Eviction, HeldRange, RetentionPolicy, enforce, free_bytes
 from gateway.storage.sealing import SealingPass
+from gateway.telemetry.events import EventBus
+from gateway.telemetry.state import StorageUsage
 
-__all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError", "StorageUsage"]
+__all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError"]
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,6 @@ JOURNAL_EXPIRY_INTERVAL = 3600.0
 STUCK_AFTER = 5.0
 """Seconds inside one disk operation after which the storage counts as not answering (a dying
 SD card, a hung mount): reported as a storage error, while live forwarding goes on."""
-
-
-@dataclass(frozen=True, slots=True)
-class StorageUsage:
-    used: int
-    """Finished segments plus segments being written."""
-    quota: int
-    free: int | None
-    segments: int
-    oldest: float | None
-    evictions: dict[str, int]
-    error: str | None
-    quarantined: int = 0
-    """Files moved to the quarantine since the daemon started."""
-    seal_error: str | None = None
-    """Why segments are not being sealed (the signing key is unusable...), or None."""
 
 
 class Storage:

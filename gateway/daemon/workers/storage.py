@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.storage.errors import StorageError
-from gateway.storage.naming import final_path, segment_path
-from gateway.storage.record import SegmentInfo
-from gateway.storage.store import MARKER_NAME
-from gateway.workers.messages import (
+from gateway.daemon.workers.messages import (
     SegmentAborted,
     SegmentFinished,
     SegmentOpened,
     StorageState,
     UpMessage,
 )
+from gateway.storage.errors import StorageError
+from gateway.storage.naming import final_path, segment_path
+from gateway.storage.record import SegmentInfo
+from gateway.storage.store import MARKER_NAME
 
 __all__ = ["WorkerStorage"]
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-from gateway.events import WorkerEventKind
 from gateway.forward.target import UplinkTarget
+from gateway.telemetry.events import WorkerEventKind
 from gateway.text import clip, display
 
 __all__ = [
@@ -70,7 +70,7 @@ class _Up(BaseModel):
 
 
 class CameraReport(_Up):
-    """The camera's own fields of :class:`~gateway.state.CameraStatus`, as the worker sees
+    """The camera's own fields of :class:`~gateway.telemetry.state.CameraStatus`, as the worker sees
     them; counters count from the worker's start."""
 
     state: Literal["starting", "online", "offline", "error", "disabled"]

@@ -8,9 +8,9 @@ control plane: configuration and reloads, the index, retention, the forward poli
 MQTT, metrics, the control socket and systemd. A worker that stops making progress, or grows
 past its memory cap, is killed and restarted with backoff; the other cameras never notice.
 
-- :mod:`~gateway.workers.channel`: the message channel between a worker and its supervisor;
-- :mod:`~gateway.workers.messages`: what they say to each other;
-- :mod:`~gateway.workers.forkserver`: the fork server, and the supervisor's client of it;
-- :mod:`~gateway.workers.process`: the worker process itself;
-- :mod:`~gateway.workers.supervisor`: watching, restarting and mirroring the workers.
+- :mod:`~gateway.daemon.workers.channel`: the message channel between a worker and its supervisor;
+- :mod:`~gateway.daemon.workers.messages`: what they say to each other;
+- :mod:`~gateway.daemon.workers.forkserver`: the fork server, and the supervisor's client of it;
+- :mod:`~gateway.daemon.workers.process`: the worker process itself;
+- :mod:`~gateway.daemon.workers.supervisor`: watching, restarting and mirroring the workers.
 """

@@ -36,11 +36,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.mqtt import MqttConfig
-from gateway.events import EventQueue
-from gateway.mqtt.payloads import camera_payload, event_payload, significant, state_payload
 from gateway.ratelimit import RateLimitedLog
-from gateway.state import CameraStatus
-from gateway.storage.store import StorageUsage
+from gateway.telemetry.events import EventQueue
+from gateway.telemetry.mqtt.payloads import (
+    camera_payload,
+    event_payload,
+    significant,
+    state_payload,
+)
+from gateway.telemetry.state import CameraStatus, StorageUsage
 
 __all__ = ["MqttPublisher", "MqttView"]
 

@@ -225,7 +225,7 @@ def _hold(args: argparse.Namespace) -> int:
 
 def _desk(config_path: Path, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
     """Through the daemon if it runs, else here, under the storage lock."""
-    from gateway.control import ControlError, call
+    from gateway.daemon.control import ControlError, call
 
     config = load_config(config_path)
     socket_path = config.control.socket

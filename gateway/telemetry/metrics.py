@@ -1,7 +1,7 @@
 """Prometheus exposition: a collector that reads the daemon's live state at scrape time.
 
-Nothing here sits on the packet path: counters live in :mod:`gateway.state` and the fan-out's
-reader statistics, and are turned into metric families only when Prometheus asks.
+Nothing here sits on the packet path: counters live in :mod:`gateway.telemetry.state` and the
+fan-out's reader statistics, and are turned into metric families only when Prometheus asks.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway import __version__
-from gateway.state import CameraStatus, camera_state
-from gateway.storage.store import StorageUsage
+from gateway.telemetry.state import CameraStatus, StorageUsage, camera_state
 
 __all__ = ["MetricsSnapshot", "serve_metrics"]
 

@@ -1,5 +1,5 @@
 """Status, events and commands over MQTT: how a fleet of boxes is watched and driven."""
 
-from gateway.mqtt.publisher import MqttPublisher
+from gateway.telemetry.mqtt.publisher import MqttPublisher
 
 __all__ = ["MqttPublisher"]

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gateway.camera import CameraWorker
 from gateway.config import CameraConfig
-from gateway.events import EventSink
 from gateway.forward.pusher import FORWARD_QUEUE_BYTES, GOP_CACHE_BYTES, Pusher
 from gateway.forward.sources import ForwardSource, main_stream_source, substream_source
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.recorder.recorder import Recorder, SegmentStore
-from gateway.state import CameraStatus
+from gateway.source.pull import CameraWorker
 from gateway.stream import Reader, Stream
+from gateway.telemetry.events import EventSink
+from gateway.telemetry.state import CameraStatus
 
 __all__ = ["RECORDER_QUEUE_BYTES", "RECORDER_QUEUE_SECONDS", "CameraRuntime"]
 

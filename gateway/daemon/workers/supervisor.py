@@ -39,18 +39,9 @@ from pydantic import ValidationError
 
 from gateway.backoff import Backoff
 from gateway.config import CameraConfig
-from gateway.events import EventBus
-from gateway.forward.target import ForwardTotals, UplinkTarget
-from gateway.media.fmp4 import Fmp4Error, scan
-from gateway.source.timeouts import OPEN_TIMEOUT
-from gateway.state import STALLED_AFTER, CameraStatus
-from gateway.storage.naming import parse_segment_path
-from gateway.storage.record import SegmentInfo
-from gateway.storage.store import STUCK_AFTER, Storage
-from gateway.units import format_size
-from gateway.workers.channel import Channel, ChannelClosedError, ChannelError, channel_pair
-from gateway.workers.forkserver import ForkServer, ForkServerError, exit_reason
-from gateway.workers.messages import (
+from gateway.daemon.workers.channel import Channel, ChannelClosedError, ChannelError, channel_pair
+from gateway.daemon.workers.forkserver import ForkServer, ForkServerError, exit_reason
+from gateway.daemon.workers.messages import (
     UP_EVENTS,
     Event,
     ForwardStart,
@@ -66,6 +57,15 @@ from gateway.workers.messages import (
     WorkerSettings,
     decode_up,
 )
+from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.media.fmp4 import Fmp4Error, scan
+from gateway.source.timeouts import OPEN_TIMEOUT
+from gateway.storage.naming import parse_segment_path
+from gateway.storage.record import SegmentInfo
+from gateway.storage.store import STUCK_AFTER, Storage
+from gateway.telemetry.events import EventBus
+from gateway.telemetry.state import STALLED_AFTER, CameraStatus
+from gateway.units import format_size
 
 __all__ = [
     "NOT_RESPONDING",
@@ -588,7 +588,7 @@ class Supervisor:
         ours, theirs = channel_pair()
         try:
             spawned = self.forkserver.spawn(
-                "gateway.workers.process:run_worker", theirs, handle.camera, handle.settings
+                "gateway.daemon.workers.process:run_worker", theirs, handle.camera, handle.settings
             )
         except ForkServerError as exc:
             ours.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from gateway.libc import libc as load_libc
+from gateway.host.libc import libc as load_libc
 
 __all__ = ["name_native_thread", "name_process"]
 

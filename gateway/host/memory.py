@@ -7,7 +7,7 @@ the system once a minute.
 
 from __future__ import annotations
 
-from gateway.libc import libc as load_libc
+from gateway.host.libc import libc as load_libc
 
 __all__ = ["limit_arenas", "trim"]
 

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.clock import parse_utc_iso, utc_iso
-from gateway.metrics import MetricsSnapshot
-from gateway.state import CameraStatus, ForwardStatus, camera_state
-from gateway.storage.store import StorageUsage
+from gateway.telemetry.metrics import MetricsSnapshot
+from gateway.telemetry.state import CameraStatus, ForwardStatus, StorageUsage, camera_state
 from gateway.text import display
 from gateway.units import format_duration, format_size
 

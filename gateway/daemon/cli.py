@@ -1,5 +1,5 @@
 """The ``camera-gateway`` command line: run, demo, check-config, recordings, status, forward,
-and the evidence commands (export, verify, hold, audit, key: :mod:`gateway.evidence.cli`).
+and the evidence commands (export, verify, hold, audit, key: :mod:`gateway.daemon.evidence_cli`).
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -14,15 +14,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.clock import parse_moment, utc_iso
 from gateway.config import Config, ConfigError, config_warnings, load_config
-from gateway.evidence.cli import add_commands, add_recordings_verify
-from gateway.logsetup import FIELDS, setup_logging
-from gateway.memory import limit_arenas
+from gateway.daemon.evidence_cli import add_commands, add_recordings_verify
+from gateway.daemon.logsetup import FIELDS, setup_logging
+from gateway.host.memory import limit_arenas
 from gateway.units import format_duration, format_size, parse_duration
+
+if TYPE_CHECKING:
+    from gateway.daemon.service import Gateway
 
 __all__ = ["main"]
 
@@ -146,32 +149,39 @@ def _load(path: Path) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.service import Gateway
+    from gateway.daemon.service import Gateway
     from gateway.storage.store import StorageError
 
     config = _load(args.config)
     gateway = Gateway(config, config_path=args.config)
-    try:
-        gateway.start()
-    except StorageError as exc:
-        log.error("%s", exc.reason)
-        return EXIT_FAILURE
-    return gateway.serve()
+    with gateway.signals():
+        try:
+            gateway.start()
+        except StorageError as exc:
+            log.error("%s", exc.reason)
+            return EXIT_FAILURE
+        return gateway.serve()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import demo_config
-    from gateway.service import Gateway
-    from gateway.statusview import render_status, status_document
+    from gateway.daemon.demo import demo_config
+    from gateway.daemon.service import Gateway
     from gateway.storage.store import StorageError
 
     config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
     gateway = Gateway(config)
-    try:
-        gateway.start()
-    except StorageError as exc:
-        log.error("%s", exc.reason)
-        return EXIT_FAILURE
+    with gateway.signals():
+        try:
+            gateway.start()
+        except StorageError as exc:
+            log.error("%s", exc.reason)
+            return EXIT_FAILURE
+        return _demo_serve(gateway, args, config.storage.path)
+
+
+def _demo_serve(gateway: Gateway, args: argparse.Namespace, path: Path) -> int:
+    from gateway.telemetry.statusview import render_status, status_document
+
     tty = sys.stdout.isatty()
 
     def show() -> None:
@@ -182,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
             snap.site_id, snap.cameras, snap.storage, uptime=time.monotonic() - gateway.started
         )
         table = render_status(document)
-        footer = f"\nrecordings in {config.storage.path} · metrics on {args.metrics} · Ctrl-C stops"
+        footer = f"\nrecordings in {path} · metrics on {args.metrics} · Ctrl-C stops"
         print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
 
     return gateway.serve(every=show, duration=args.duration)
@@ -349,7 +359,7 @@ def _control_socket(args: argparse.Namespace) -> Path:
 
 
 def _forward_command(args: argparse.Namespace) -> int:
-    from gateway.control import ControlError, call
+    from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
     request: dict[str, object] = {
@@ -384,7 +394,7 @@ def _forward_command(args: argparse.Namespace) -> int:
 
 
 def _forward_status(args: argparse.Namespace) -> int:
-    from gateway.control import ControlError, call
+    from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
     try:
@@ -416,8 +426,8 @@ def _forward_status(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gateway.control import ControlError, call
-    from gateway.statusview import render_status
+    from gateway.daemon.control import ControlError, call
+    from gateway.telemetry.statusview import render_status
 
     try:
         answer = call(_control_socket(args), {"command": "status"})

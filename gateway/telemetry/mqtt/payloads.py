@@ -8,9 +8,8 @@ from typing import Any, TypedDict
 
 from gateway import __version__
 from gateway.clock import utc_iso
-from gateway.events import Event
-from gateway.state import CameraStatus, camera_state
-from gateway.storage.store import StorageUsage
+from gateway.telemetry.events import Event
+from gateway.telemetry.state import CameraStatus, StorageUsage, camera_state
 
 __all__ = [
     "CameraPayload",

@@ -2,46 +2,47 @@
 socket and MQTT; runs the main loop (readiness, status and watchdog for systemd, reload on
 SIGHUP); stops everything cleanly.
 
-Each camera runs in its own worker process (:mod:`gateway.workers`), whose threads pull it,
-fan it out and record or forward it (:mod:`gateway.cameras`); this process keeps the control
-plane and a mirror of every camera's status.
+Each camera runs in its own worker process (:mod:`gateway.daemon.workers`), whose threads pull
+it, fan it out and record or forward it (:mod:`gateway.daemon.workers.pipeline`); this process
+keeps the control plane and a mirror of every camera's status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from gateway import __version__
-from gateway.audit import AuditError
 from gateway.clock import clock_synchronized
 from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
-from gateway.control import ControlServer, Peer
-from gateway.events import EventBus
+from gateway.daemon.control import ControlServer, Peer
+from gateway.daemon.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
+from gateway.daemon.systemd import Notifier
+from gateway.daemon.workers.messages import WorkerSettings
+from gateway.daemon.workers.supervisor import Supervisor, WorkerHandle
 from gateway.evidence.box import Integrity, config_digest
 from gateway.evidence.child import run_child_export
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command
 from gateway.forward.manager import ForwardManager
-from gateway.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
+from gateway.host.memory import trim
+from gateway.integrity.audit import AuditError
 from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
-from gateway.memory import trim
-from gateway.metrics import MetricsSnapshot, serve_metrics
-from gateway.mqtt import MqttPublisher
-from gateway.mqtt.publisher import MqttView
-from gateway.statusview import status_document, summary
 from gateway.storage.retention import RetentionPolicy
 from gateway.storage.store import STUCK_AFTER, Storage
-from gateway.systemd import Notifier
+from gateway.telemetry.events import EventBus
+from gateway.telemetry.metrics import MetricsSnapshot, serve_metrics
+from gateway.telemetry.mqtt import MqttPublisher
+from gateway.telemetry.mqtt.publisher import MqttView
+from gateway.telemetry.statusview import status_document, summary
 from gateway.text import excerpt
-from gateway.workers.messages import WorkerSettings
-from gateway.workers.supervisor import Supervisor, WorkerHandle
 
 __all__ = ["STOP_TIMEOUT", "Gateway"]
 
@@ -390,14 +391,12 @@ class Gateway:
 
     # -- main loop -----------------------------------------------------------------------------
 
-    def serve(
-        self, *, every: Callable[[], None] | None = None, duration: float | None = None
-    ) -> int:
-        """Run until SIGTERM/SIGINT (or ``duration`` seconds); ``every`` runs once a second.
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT request a stop and SIGHUP a reload while this is entered.
 
-        SIGHUP reloads the configuration. Under systemd: READY=1 once storage recovery is done
-        and every camera had its first connection attempt, STATUS= a one-line summary, and
-        WATCHDOG=1 only while every worker is alive and making progress.
+        Entered before :meth:`start`, so that a stop asked for during a long start-up (storage
+        recovery, the journal's check) is a clean stop, not the default handler's death.
         """
 
         def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -414,12 +413,25 @@ class Gateway:
         }
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         try:
-            self.wait_first_attempts(FIRST_ATTEMPT_WAIT)
-            self.notifier.ready(summary(self.snapshot()))
-            self._loop(every, duration)
+            yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def serve(
+        self, *, every: Callable[[], None] | None = None, duration: float | None = None
+    ) -> int:
+        """Run until a stop is requested (see :meth:`signals`) or ``duration`` seconds pass;
+        ``every`` runs once a second.
+
+        Under systemd: READY=1 once storage recovery is done and every camera had its first
+        connection attempt, STATUS= a one-line summary, and WATCHDOG=1 only while every worker
+        is alive and making progress.
+        """
+        self.wait_first_attempts(FIRST_ATTEMPT_WAIT)
+        if not self._stop.is_set():
+            self.notifier.ready(summary(self.snapshot()))
+            self._loop(every, duration)
         self.notifier.stopping()
         started = time.monotonic()
         clean = self.stop()

@@ -19,17 +19,9 @@ import threading
 import time
 from typing import Any, cast
 
-from gateway.cameras import CameraRuntime
 from gateway.config import CameraConfig
-from gateway.events import EventKind, WorkerEventKind
-from gateway.forward.publisher import PushUrl
-from gateway.media.ffmpeg import limit_allocations
-from gateway.ratelimit import RateLimitedLog
-from gateway.redact import register_secret
-from gateway.threads import name_process
-from gateway.units import format_size
-from gateway.workers.channel import Channel, ChannelClosedError, ChannelError
-from gateway.workers.messages import (
+from gateway.daemon.workers.channel import Channel, ChannelClosedError, ChannelError
+from gateway.daemon.workers.messages import (
     UP_EVENTS,
     CameraReport,
     Event,
@@ -46,7 +38,15 @@ from gateway.workers.messages import (
     WorkerSettings,
     encode_up,
 )
-from gateway.workers.storage import WorkerStorage
+from gateway.daemon.workers.pipeline import CameraRuntime
+from gateway.daemon.workers.storage import WorkerStorage
+from gateway.forward.publisher import PushUrl
+from gateway.host.threads import name_process
+from gateway.media.ffmpeg import limit_allocations
+from gateway.ratelimit import RateLimitedLog
+from gateway.redact import register_secret
+from gateway.telemetry.events import EventKind, WorkerEventKind
+from gateway.units import format_size
 
 __all__ = ["REPORT_EVERY", "STOP_BUDGET", "run_worker"]
 

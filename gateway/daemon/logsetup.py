@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from gateway.daemon.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 from gateway.redact import RedactingFilter
-from gateway.systemd import CameraFieldFilter, journal_handler, stderr_is_journal
 
 __all__ = ["FIELDS", "setup_logging"]
 

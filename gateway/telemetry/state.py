@@ -25,6 +25,7 @@ __all__ = [
     "ForwardState",
     "ForwardStatus",
     "RecorderStatus",
+    "StorageUsage",
     "WorkerStatus",
     "camera_state",
 ]
@@ -182,3 +183,21 @@ def camera_state(status: CameraStatus, now: float) -> str:
     if status.state in ("error", "disabled"):
         return status.state
     return "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    """The storage area as status, metrics and MQTT report it."""
+
+    used: int
+    """Finished segments plus segments being written."""
+    quota: int
+    free: int | None
+    segments: int
+    oldest: float | None
+    evictions: dict[str, int]
+    error: str | None
+    quarantined: int = 0
+    """Files moved to the quarantine since the daemon started."""
+    seal_error: str | None = None
+    """Why segments are not being sealed (the signing key is unusable...), or None."""

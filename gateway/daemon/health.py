@@ -1,10 +1,10 @@
 """Liveness of the daemon's own threads, for the systemd watchdog: dead or wedged is unhealthy.
 
 Only the supervisor's control plane counts here: storage and retention, the camera supervision
-loop, forward sessions, the control socket and MQTT. A camera's worker that wedges is killed and
-restarted by the supervision loop (:mod:`gateway.workers.supervisor`); it never makes the daemon
-look unhealthy, so a bad camera can never get the whole daemon, and every other camera's
-recording, restarted by systemd.
+loop, forward sessions, the control socket and MQTT. A camera's worker that wedges is killed
+and restarted by the supervision loop (:mod:`gateway.daemon.workers.supervisor`); it never makes
+the daemon look unhealthy, so a bad camera can never get the whole daemon, and every other
+camera's recording, restarted by systemd.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fork server: one small process that did the heavy imports once and forks each worker.
 
-Started by the supervisor as ``python -m gateway.workers.forkserver FD ...`` (exec'd, so it
+Started by the supervisor as ``python -m gateway.daemon.workers.forkserver FD ...`` (exec'd, so it
 inherits none of the supervisor's threads or locks). It imports the worker's code (PyAV and
 FFmpeg, NumPy, the recorder, the publishers), freezes the garbage collector's view of those
 objects so that forked children share their pages, then waits. For each request it forks a
@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.workers.channel import ChannelError, recv_fds, send_fds
+from gateway.daemon.workers.channel import ChannelError, recv_fds, send_fds
 
 __all__ = ["ForkServer", "ForkServerError", "Spawned", "exit_reason"]
 
@@ -99,7 +99,7 @@ class ForkServer:
     def start(self) -> None:
         """Start the fork server and wait until its imports are done."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        command = [sys.executable, "-m", "gateway.workers.forkserver", str(theirs.fileno())]
+        command = [sys.executable, "-m", "gateway.daemon.workers.forkserver", str(theirs.fileno())]
         command += ["--parent", str(os.getpid())]
         if self._verbose:
             command.append("--verbose")
@@ -326,7 +326,7 @@ def _child(
 
 def _die_with_parent(parent: int) -> None:
     """Get SIGKILL when the parent dies; exit at once if it already has."""
-    from gateway.libc import libc
+    from gateway.host.libc import libc
 
     lib = libc()
     if lib is not None:
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
-    from gateway.memory import limit_arenas
+    from gateway.host.memory import limit_arenas
 
     limit_arenas()  # before any thread: inherited by every worker
     # The supervisor orchestrates every stop: Ctrl-C in a terminal or a SIGTERM to the whole
@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
-    from gateway.logsetup import setup_logging
-    from gateway.threads import name_process
+    from gateway.daemon.logsetup import setup_logging
+    from gateway.host.threads import name_process
 
     setup_logging(args.verbose, site=args.site)
     name_process("cgw-forkserver")
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(WORKER_NICE)  # inherited by every worker
     import gc
 
-    import gateway.workers.process  # noqa: F401  (the heavy imports, done once)
+    import gateway.daemon.workers.process  # noqa: F401  (the heavy imports, done once)
 
     if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
         log.warning("fork server has %d threads: forking may be unsafe", threading.active_count())

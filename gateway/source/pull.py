@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 from gateway.backoff import Backoff
 from gateway.config import CameraConfig
-from gateway.events import EventSink
+from gateway.host.threads import name_native_thread
 from gateway.media.normalize import Normalizer
 from gateway.media.packet import SessionInfo
 from gateway.source import Source, SourceError, open_source
-from gateway.state import CameraStatus
 from gateway.stream import Stream
-from gateway.threads import name_native_thread
+from gateway.telemetry.events import EventSink
+from gateway.telemetry.state import CameraStatus
 from gateway.units import format_duration
 
 __all__ = ["RETRY_MAX", "CameraWorker", "Progress"]
