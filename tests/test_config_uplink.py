@@ -534,7 +534,7 @@ def test_bad_pin_names_the_index(pin: str, reason: str) -> None:
 
 def test_tls_unknown_key() -> None:
     assert problems_of(with_uplink(tls={"ca": "/etc/ssl/ca.pem"})) == [
-        "uplink.tls.ca: unknown key (allowed: ca_file, pin_sha256, cert_file, key_file)"
+        "uplink.tls.ca: unknown key (allowed: ca_file, cert_file, key_file, pin_sha256)"
     ]
 
 

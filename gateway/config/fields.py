@@ -1,5 +1,6 @@
 """Building blocks shared by the configuration sections: the base model, sizes and durations,
-password fields, readable files, and how a problem found early is reported on its field."""
+the reusable constraints (:func:`between`, :data:`Positive`, :data:`NotEmpty`,
+:data:`ConfigFile`), password fields, and how a problem found early is reported on its field."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     BaseModel,
     BeforeValidator,
@@ -25,11 +27,15 @@ from gateway.units import format_duration, parse_bitrate, parse_duration, parse_
 __all__ = [
     "Bitrate",
     "ByteSize",
+    "ConfigFile",
     "ConfigModel",
     "Duration",
+    "NotEmpty",
     "PasswordSection",
+    "Positive",
     "Rejected",
     "base_dir",
+    "between",
     "in_range",
     "not_empty",
     "readable_file",
@@ -137,3 +143,37 @@ def readable_file(path: Path, base_dir: Path) -> Path:
     except OSError as exc:
         raise ValueError(f"cannot read {full_path}: {exc.strerror or type(exc).__name__}") from None
     return full_path
+
+
+def between(low: float, high: float, bounds: str) -> AfterValidator:
+    """Constraint of a :data:`Duration` to ``[low, high]``, ``bounds`` saying so to people:
+    ``keepalive: Annotated[Duration, between(5, 600, "5s and 10m")]``."""
+
+    def check(value: float) -> float:
+        return in_range(value, low, high, bounds)
+
+    return AfterValidator(check)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(value: _Number) -> _Number:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+Positive = AfterValidator(_positive)
+"""Constraint: greater than 0 (``quota: Annotated[ByteSize, Positive]``)."""
+NotEmpty = BeforeValidator(not_empty)
+"""Constraint: an empty string is refused as such, not as whatever it fails to parse as."""
+
+
+def _readable_config_file(value: Path, info: ValidationInfo) -> Path:
+    return readable_file(value, base_dir(info))
+
+
+ConfigFile = Annotated[Path, NotEmpty, AfterValidator(_readable_config_file)]
+"""A file the daemon reads (a CA, a certificate, a key): relative names are relative to the
+configuration file's directory, the stored path is absolute, and it was readable at load."""

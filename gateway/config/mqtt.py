@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import SecretStr, field_validator
 
-from gateway.config.fields import (
-    ConfigModel,
-    Duration,
-    PasswordSection,
-    base_dir,
-    in_range,
-    not_empty,
-    readable_file,
-)
+from gateway.config.fields import Duration, PasswordSection, between
+from gateway.config.tls import TlsFilesConfig
 
 __all__ = ["MqttConfig", "MqttTlsConfig"]
 
@@ -23,32 +17,8 @@ _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 _HOST = re.compile(r"[A-Za-z0-9.:-]+")
 
 
-class MqttTlsConfig(ConfigModel):
+class MqttTlsConfig(TlsFilesConfig):
     """TLS to the broker: the CA that signs its certificate, and an optional client certificate."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = Field(default=None, validate_default=True)
-
-    @field_validator("ca_file", "cert_file", "key_file", mode="before")
-    @classmethod
-    def _file_not_empty(cls, value: object) -> object:
-        return not_empty(value)
-
-    @field_validator("ca_file", "cert_file")
-    @classmethod
-    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else readable_file(value, base_dir(info))
-
-    @field_validator("key_file")
-    @classmethod
-    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if "cert_file" in info.data:
-            if info.data["cert_file"] is not None and value is None:
-                raise ValueError("required when cert_file is given (both or neither)")
-            if info.data["cert_file"] is None and value is not None:
-                raise ValueError("given without cert_file (both or neither)")
-        return None if value is None else readable_file(value, base_dir(info))
 
 
 class MqttConfig(PasswordSection):
@@ -64,8 +34,8 @@ class MqttConfig(PasswordSection):
     topic_prefix: str = "camera-gateway"
     client_id: str | None = None
     """Default ``camera-gateway-<site_id>``."""
-    keepalive: Duration = 30.0
-    status_interval: Duration = 10.0
+    keepalive: Annotated[Duration, between(5.0, 600.0, "5s and 10m")] = 30.0
+    status_interval: Annotated[Duration, between(1.0, 3600.0, "1s and 1h")] = 10.0
 
     @field_validator("host")
     @classmethod
@@ -97,16 +67,6 @@ class MqttConfig(PasswordSection):
         if value is not None and not 1 <= len(value.encode()) <= 128:
             raise ValueError("must be 1 to 128 bytes")
         return value
-
-    @field_validator("keepalive")
-    @classmethod
-    def _check_keepalive(cls, value: float) -> float:
-        return in_range(value, 5.0, 600.0, "5s and 10m")
-
-    @field_validator("status_interval")
-    @classmethod
-    def _check_interval(cls, value: float) -> float:
-        return in_range(value, 1.0, 3600.0, "1s and 1h")
 
     @property
     def effective_port(self) -> int:

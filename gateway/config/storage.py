@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import (
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-from gateway.config.fields import (
-    ByteSize,
-    ConfigModel,
-    Duration,
-)
-from gateway.units import format_duration
+from gateway.config.fields import ByteSize, ConfigModel, Duration, NotEmpty, Positive, between
 
 __all__ = [
     "HOLD_MAX_AGE_DEFAULT",
@@ -44,28 +36,21 @@ HOLD_QUOTA_SHARE = 0.2
 class HoldConfig(ConfigModel):
     """Legal holds: their hard limit, and the share of the quota they may take."""
 
-    max_age: Duration = HOLD_MAX_AGE_DEFAULT
+    max_age: Annotated[
+        Duration, between(86400, HOLD_MAX_AGE_LIMIT, "1 day and 3 years (1096d)")
+    ] = HOLD_MAX_AGE_DEFAULT
     quota: ByteSize | None = None
     """Bytes all holds may cover together; None: :data:`HOLD_QUOTA_SHARE` of the quota."""
-
-    @field_validator("max_age")
-    @classmethod
-    def _max_age_range(cls, value: float) -> float:
-        if not 86400 <= value <= HOLD_MAX_AGE_LIMIT:
-            raise ValueError(
-                f"must be between 1 day and 3 years (1096d), got {format_duration(value)}"
-            )
-        return value
 
 
 class StorageConfig(ConfigModel):
     """Where and how much is recorded."""
 
-    path: Path
-    quota: ByteSize
+    path: Annotated[Path, NotEmpty]
+    quota: Annotated[ByteSize, Positive]
     max_age: Duration = MAX_AGE_LIMIT
     min_free: ByteSize = 1024**3
-    segment_duration: Duration = 60.0
+    segment_duration: Annotated[Duration, between(SEGMENT_MIN, SEGMENT_MAX, "1s and 1h")] = 60.0
     hold: HoldConfig = Field(default_factory=HoldConfig)
 
     @property
@@ -82,20 +67,6 @@ class StorageConfig(ConfigModel):
             )
         return self
 
-    @field_validator("path", mode="before")
-    @classmethod
-    def _path_not_empty(cls, value: object) -> object:
-        if value == "":
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("quota")
-    @classmethod
-    def _quota_positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
-
     @field_validator("max_age")
     @classmethod
     def _max_age_legal(cls, value: float) -> float:
@@ -103,11 +74,4 @@ class StorageConfig(ConfigModel):
             raise ValueError("must be greater than 0")
         if value > MAX_AGE_LIMIT:
             raise ValueError(f"{value / 86400:.4g} days {LEGAL_MAX_AGE_REASON}")
-        return value
-
-    @field_validator("segment_duration")
-    @classmethod
-    def _segment_in_range(cls, value: float) -> float:
-        if not SEGMENT_MIN <= value <= SEGMENT_MAX:
-            raise ValueError(f"must be between 1s and 1h, got {format_duration(value)}")
         return value

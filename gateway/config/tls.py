@@ -1,4 +1,6 @@
-"""The ``tls`` sections of the uplink and of cameras: CA files, key pins, client certificates.
+"""The ``tls`` sections of the uplink, the MQTT broker and cameras: CA files, key pins, client
+certificates; one model of a TLS client's files (:class:`TlsFilesConfig`), which the uplink
+extends with pins and the broker uses as it is.
 
 Relative file names are relative to the configuration file's directory; the stored paths are
 absolute (joined to ``base_dir``), and each file was readable when the configuration was loaded.
@@ -15,9 +17,15 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from gateway.config.fields import ConfigModel, base_dir, not_empty, readable_file
+from gateway.config.fields import ConfigFile, ConfigModel
 
-__all__ = ["SHA256_PIN_PREFIX", "CameraTlsConfig", "PinSha256", "UplinkTlsConfig"]
+__all__ = [
+    "SHA256_PIN_PREFIX",
+    "CameraTlsConfig",
+    "PinSha256",
+    "TlsFilesConfig",
+    "UplinkTlsConfig",
+]
 
 SHA256_PIN_PREFIX = "sha256//"
 
@@ -39,33 +47,29 @@ PinSha256 = Annotated[str, AfterValidator(_normalize_pin)]
 """A SHA-256 public-key pin, given as ``sha256//<base64>`` or ``<base64>``, stored bare."""
 
 
-class UplinkTlsConfig(ConfigModel):
-    """TLS settings of an ``rtsps://`` or ``rtmps://`` uplink."""
+class TlsFilesConfig(ConfigModel):
+    """The files of a TLS client: the CA that signs the server's certificate, and an optional
+    client certificate with its key (both or neither)."""
 
-    ca_file: Path | None = None
-    pin_sha256: tuple[PinSha256, ...] = ()
-    cert_file: Path | None = None
-    key_file: Path | None = Field(default=None, validate_default=True)
-
-    @field_validator("ca_file", "cert_file", "key_file", mode="before")
-    @classmethod
-    def _file_not_empty(cls, value: object) -> object:
-        return not_empty(value)
-
-    @field_validator("ca_file", "cert_file")
-    @classmethod
-    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else readable_file(value, base_dir(info))
+    ca_file: ConfigFile | None = None
+    cert_file: ConfigFile | None = None
+    key_file: ConfigFile | None = Field(default=None, validate_default=True)
 
     @field_validator("key_file")
     @classmethod
-    def _check_key_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+    def _key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if "cert_file" in info.data:  # else cert_file is invalid and reported on its own
             if info.data["cert_file"] is not None and value is None:
                 raise ValueError("required when cert_file is given (both or neither)")
             if info.data["cert_file"] is None and value is not None:
                 raise ValueError("given without cert_file (both or neither)")
-        return None if value is None else readable_file(value, base_dir(info))
+        return value
+
+
+class UplinkTlsConfig(TlsFilesConfig):
+    """TLS settings of an ``rtsps://`` or ``rtmps://`` uplink: the files, and pinned keys."""
+
+    pin_sha256: tuple[PinSha256, ...] = ()
 
 
 class CameraTlsConfig(ConfigModel):
@@ -78,19 +82,9 @@ class CameraTlsConfig(ConfigModel):
     ``insecure`` turns every check off; it is warned about at each load.
     """
 
-    ca_file: Path | None = None
+    ca_file: ConfigFile | None = None
     pin_sha256: tuple[PinSha256, ...] = ()
     insecure: bool = False
-
-    @field_validator("ca_file", mode="before")
-    @classmethod
-    def _file_not_empty(cls, value: object) -> object:
-        return not_empty(value)
-
-    @field_validator("ca_file")
-    @classmethod
-    def _check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else readable_file(value, base_dir(info))
 
     @field_validator("insecure")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import (
@@ -15,7 +16,7 @@ from pydantic import (
 from gateway.config.fields import (
     Duration,
     PasswordSection,
-    in_range,
+    between,
     not_empty,
 )
 from gateway.config.tls import UplinkTlsConfig
@@ -116,8 +117,10 @@ class UplinkConfig(PasswordSection):
     password_file: Path | None = None
     tls: UplinkTlsConfig | None = None
     max_session: Duration = 1800.0
-    queue: Duration = 2.0
-    connect_timeout: Duration = 5.0
+    queue: Annotated[Duration, between(QUEUE_MIN, QUEUE_MAX, "0.5s and 10s")] = 2.0
+    connect_timeout: Annotated[
+        Duration, between(CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX, "1s and 30s")
+    ] = 5.0
 
     @field_validator("url")
     @classmethod
@@ -149,16 +152,6 @@ class UplinkConfig(PasswordSection):
         if value > MAX_SESSION_LIMIT:
             raise ValueError(f"must be at most 12h, got {format_duration(value)}")
         return value
-
-    @field_validator("queue")
-    @classmethod
-    def _check_queue(cls, value: float) -> float:
-        return in_range(value, QUEUE_MIN, QUEUE_MAX, "0.5s and 10s")
-
-    @field_validator("connect_timeout")
-    @classmethod
-    def _check_connect_timeout(cls, value: float) -> float:
-        return in_range(value, CONNECT_TIMEOUT_MIN, CONNECT_TIMEOUT_MAX, "1s and 30s")
 
     @property
     def scheme(self) -> str:
