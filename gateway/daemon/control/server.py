@@ -1,23 +1,8 @@
-"""The local control socket: how the command line talks to the running daemon.
+"""Longer than 400 lines: one event loop (accept, admit or evict, read, answer, cut the late),
+whose connection states are best read together.
 
-A Unix stream socket (mode 0660): one JSON request per line, one JSON answer per line. The
-daemon learns who is asking from the kernel (``SO_PEERCRED``), not from the request, and
-records it with every forward command. Commands: ``forward`` and ``status``.
-
-Any local process allowed on the socket is a client, and none may starve the daemon:
-
-- one thread reads every connection (non-blocking, with ``epoll``), so an idle connection costs
-  one descriptor and no thread, and requests are carried out on :data:`HANDLER_THREADS` threads;
-- at most :data:`MAX_CONNECTIONS` connections are open at once, and at most
-  :data:`MAX_PER_PROCESS` from one client process (``SO_PEERCRED``); a connection over either
-  bound is answered ``too many connections`` and closed at once;
-- when the table is full, a newcomer may take the place of an idle connection (one with no
-  request line yet) of a process holding more, or of one idle for :data:`EVICT_AFTER`, so the
-  command line still gets through a flood;
-- each connection must send its whole request line within :data:`REQUEST_DEADLINE` of being
-  accepted, however its bytes trickle in;
-- a flood is logged once, then once a minute with a count.
-"""
+The control socket's server: one thread reads every connection (``epoll``), a few carry out
+requests; the bounds it holds clients to are in :mod:`gateway.daemon.control.protocol`."""
 
 from __future__ import annotations
 
@@ -27,7 +12,6 @@ import json
 import logging
 import math
 import os
-import pwd
 import selectors
 import socket
 import struct
@@ -40,80 +24,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.daemon.control.client import answers
+from gateway.daemon.control.protocol import (
+    ANSWER_DEADLINE,
+    EVICT_AFTER,
+    HANDLER_THREADS,
+    MAX_CONNECTIONS,
+    MAX_PER_PROCESS,
+    MAX_REQUEST,
+    REQUEST_DEADLINE,
+    Peer,
+    encode,
+    short,
+)
 from gateway.ratelimit import RateLimitedLog
-from gateway.text import clip, display
 
-__all__ = [
-    "EVICT_AFTER",
-    "HANDLER_THREADS",
-    "MAX_CONNECTIONS",
-    "MAX_PER_PROCESS",
-    "REQUEST_DEADLINE",
-    "ControlError",
-    "ControlServer",
-    "Peer",
-    "call",
-]
+__all__ = ["ControlServer", "Handler"]
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 16
-"""Connections open at once, so the socket never holds more than 16 descriptors, whatever
-clients do: the command line opens one per command and closes it within milliseconds, and 16 is
-more than operators at one box ever type at once."""
-
-REQUEST_DEADLINE = 5.0
-"""Seconds from accept to the complete request line. The command line sends its line at once
-(well under a millisecond); 5 s is room for a loaded box and cuts a client trickling one byte
-every few seconds, which would otherwise hold its slot for ever."""
-
-ANSWER_DEADLINE = 5.0
-"""Seconds to deliver an answer to a client that does not read it; then it is dropped."""
-
-EVICT_AFTER = 1.0
-"""When every slot is taken, a connection accepted longer ago than this that has still not sent
-its request line is cut to make room for the new one: the command line sends its request in
-well under a millisecond, so only an idle or trickling client loses its slot."""
-
-MAX_PER_PROCESS = 4
-"""Connections one client process may hold at once. The command line holds one; a flood from
-one process is refused past this at once, and cannot take the slots other processes need."""
-
-HANDLER_THREADS = 4
-"""Threads carrying out requests: a forward start waits for the journal's fsync (milliseconds,
-longer on a loaded SD card) and a stop for the camera's link to close (up to its timeout), so a
-few let a status answer meanwhile; an export runs in a child process and holds one only while
-it waits for it."""
-
-_MAX_REQUEST = 64 * 1024
-"""Bytes of a request line: a forward command is under 1 KiB."""
-_MAX_ANSWER = 16 * 1024 * 1024
-"""Bytes of an answer the command line reads: a status answer is about 1 KiB per camera."""
 _ACCEPT_BATCH = 64
 """Connections accepted per turn of the loop, so a connection flood cannot starve the reads; also
 the listening backlog."""
 _TICK = 0.5
 """Longest sleep of the loop: how soon a stop is noticed at worst."""
-
-
-class ControlError(Exception):
-    """The daemon could not be reached, or answered something unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    pid: int
-    uid: int
-
-    @property
-    def user(self) -> str:
-        try:
-            return pwd.getpwuid(self.uid).pw_name
-        except KeyError:
-            return str(self.uid)
-
-    def describe(self) -> str:
-        return f"local user {self.user} (uid {self.uid}, pid {self.pid})"
 
 
 Handler = Callable[[dict[str, Any], Peer], dict[str, Any]]
@@ -131,11 +65,7 @@ class _Connection:
     """True until the request line is complete; only a reading connection may be cut early."""
 
 
-def _encode(answer: dict[str, Any]) -> bytes:
-    return json.dumps(answer).encode() + b"\n"
-
-
-_TOO_MANY = _encode(
+_TOO_MANY = encode(
     {
         "ok": False,
         "message": (
@@ -144,7 +74,7 @@ _TOO_MANY = _encode(
         ),
     }
 )
-_TOO_MANY_HERE = _encode(
+_TOO_MANY_HERE = encode(
     {
         "ok": False,
         "message": (
@@ -153,7 +83,7 @@ _TOO_MANY_HERE = _encode(
         ),
     }
 )
-_TOO_SLOW = _encode(
+_TOO_SLOW = encode(
     {
         "ok": False,
         "message": f"bad request: no complete request line within {REQUEST_DEADLINE:g} s",
@@ -208,7 +138,7 @@ class ControlServer:
         """Bind the socket; raise OSError with a clear message if that is impossible."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         if self.path.exists():
-            if _answers(self.path):
+            if answers(self.path):
                 raise OSError(f"{self.path} is in use by another running daemon")
             self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -387,7 +317,7 @@ class ControlServer:
             self._close(selector, connection)
             return
         connection.inbox += chunk
-        if len(connection.inbox) > _MAX_REQUEST:
+        if len(connection.inbox) > MAX_REQUEST:
             self._answer(selector, connection, {"ok": False, "message": "bad request: too long"})
             return
         if chunk and b"\n" not in chunk:
@@ -404,7 +334,7 @@ class ControlServer:
         if connection.reading:
             connection.reading = False
             selector.unregister(connection.sock)
-        self._start_sending(selector, connection, _encode(answer))
+        self._start_sending(selector, connection, encode(answer))
 
     def _send_answers(self, selector: selectors.BaseSelector) -> None:
         while self._answered:
@@ -467,10 +397,10 @@ class ControlServer:
     def _handle(self, connection: _Connection, line: bytes) -> None:
         answer = self._carry_out(line, connection.peer)
         try:
-            data = _encode(answer)
+            data = encode(answer)
         except (TypeError, ValueError):
             self._failures.log("control request: unserialisable answer", exc_info=True)
-            data = _encode({"ok": False, "message": "internal error; see the daemon's log"})
+            data = encode({"ok": False, "message": "internal error; see the daemon's log"})
         self._answered.append((connection, data))
         self._wake()
 
@@ -482,13 +412,13 @@ class ControlServer:
         except RecursionError:
             return {"ok": False, "message": "bad request: nested too deeply"}
         except ValueError as exc:
-            return {"ok": False, "message": f"bad request: {_short(exc)}"}
+            return {"ok": False, "message": f"bad request: {short(exc)}"}
         if not isinstance(request, dict):
             return {"ok": False, "message": "bad request: a request is a JSON object"}
         try:
             return self._handler(request, peer)
         except ValueError as exc:
-            return {"ok": False, "message": f"bad request: {_short(exc)}"}
+            return {"ok": False, "message": f"bad request: {short(exc)}"}
         except Exception:
             self._failures.log("control request failed", exc_info=True)
             return {"ok": False, "message": "internal error; see the daemon's log"}
@@ -502,76 +432,3 @@ def _receive(sock: socket.socket) -> bytes | None:
         return None
     except OSError:
         return b""
-
-
-def _short(error: Exception) -> str:
-    return clip(display(str(error)), 200)
-
-
-def call(path: Path, request: dict[str, Any], *, timeout: float = 15.0) -> dict[str, Any]:
-    """Send one request to the daemon and return its answer."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        _connect(sock, path, timeout)
-    except BlockingIOError:
-        sock.close()
-        raise ControlError(f"the daemon's control socket {path} is too busy to answer") from None
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        raise ControlError(f"the daemon is not running (no control socket at {path})") from None
-    except PermissionError:
-        sock.close()
-        raise ControlError(
-            f"not allowed to use {path} (run as root or the daemon's group)"
-        ) from None
-    with sock:
-        try:
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            answer = _read_line(sock, _MAX_ANSWER)
-        except (OSError, ValueError, RecursionError) as exc:
-            raise ControlError(f"no usable answer from the daemon: {_short(exc)}") from None
-    if not isinstance(answer, dict):
-        raise ControlError("no usable answer from the daemon")
-    return answer
-
-
-def _connect(sock: socket.socket, path: Path, timeout: float) -> None:
-    """Connect, waiting while the daemon's backlog is full: with a timeout set, a Unix socket's
-    connect fails at once (EAGAIN) instead of waiting for room, as a blocking one would."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            sock.connect(str(path))
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _read_line(sock: socket.socket, limit: int) -> Any:
-    buffer = bytearray()
-    while b"\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buffer += chunk
-        if len(buffer) > limit:
-            raise ValueError("too long")
-    line = bytes(buffer).split(b"\n", 1)[0]
-    if not line:
-        raise ValueError("empty")
-    return json.loads(line)
-
-
-def _answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
