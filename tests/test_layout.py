@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from helpers import ROOT
 
 PACKAGE = ROOT / "gateway"
@@ -83,3 +85,33 @@ def test_no_import_cycle_between_packages() -> None:
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def long_modules_without_reason() -> list[str]:
+    """Modules over :data:`LONG` lines whose docstring does not start by saying why."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= LONG:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if not docstring.startswith(REASON):
+            found.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    return found
+
+
+def test_a_module_over_400_lines_says_why_at_its_top() -> None:
+    assert long_modules_without_reason() == []
+
+
+def test_the_length_check_sees_long_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "gateway"
+    package.mkdir()
+    (package / "long.py").write_text('"""Long."""\n' + "x = 1\n" * (LONG + 1))
+    (package / "justified.py").write_text(f'"""{REASON} one loop."""\n' + "x = 1\n" * (LONG + 1))
+    (package / "short.py").write_text('"""Short."""\nx = 1\n')
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert long_modules_without_reason() == [f"gateway/long.py ({LONG + 2} lines)"]

@@ -1,4 +1,7 @@
-"""The daemon's supervisor process: wires storage, the camera workers, forwards, the control
+"""Longer than 400 lines: the supervisor's wiring is one object whose start, commands, views,
+reload and stop share its state; the work itself is done by the packages it wires.
+
+The daemon's supervisor process: wires storage, the camera workers, forwards, the control
 socket and MQTT; runs the main loop (readiness, status and watchdog for systemd, reload on
 SIGHUP); stops everything cleanly.
 

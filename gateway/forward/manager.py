@@ -1,4 +1,8 @@
-"""Forward sessions: the table of them, their life cycle, and the one entry point of every command
+"""Longer than 400 lines: the session table and each session's life cycle (claim under the lock,
+open, extend, close outside it) must be read together to check that no lock is held across I/O;
+the policy and the journal are modules of their own.
+
+Forward sessions: the table of them, their life cycle, and the one entry point of every command
 channel (:meth:`ForwardManager.request`).
 
 Whether a command may be carried out is :mod:`gateway.forward.policy` (CCH L126-1-1: on demand,
