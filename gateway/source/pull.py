@@ -5,7 +5,7 @@ answering) and are capped at :data:`RETRY_MAX`; a camera refusing our credential
 more than its bitrate ceiling, is retried slowly, since retrying will not fix it, and logged
 once rather than on every attempt.
 
-The loop runs in the camera's worker process; :meth:`CameraWorker.progress` tells the supervisor
+The loop runs in the camera's worker process; :meth:`PullLoop.progress` tells the supervisor
 whether it is stuck in a connection attempt or connected without pictures.
 """
 
@@ -27,7 +27,7 @@ from gateway.telemetry.events import EventSink
 from gateway.telemetry.state import CameraStatus
 from gateway.units import format_duration
 
-__all__ = ["RETRY_MAX", "CameraWorker", "Progress"]
+__all__ = ["RETRY_MAX", "Progress", "PullLoop"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Progress:
     """Seconds since the last video frame of this session (None: none yet)."""
 
 
-class CameraWorker:
+class PullLoop:
     """Owns the source thread of one camera."""
 
     def __init__(

@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass
 
 from gateway.config import CameraConfig
+from gateway.forward.feed import ForwardFeed, main_stream_feed, substream_feed
 from gateway.forward.pusher import FORWARD_QUEUE_BYTES, GOP_CACHE_BYTES, Pusher
-from gateway.forward.sources import ForwardSource, main_stream_source, substream_source
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.recorder.recorder import Recorder, SegmentStore
-from gateway.source.pull import CameraWorker
+from gateway.source.pull import PullLoop
 from gateway.stream import Reader, Stream
 from gateway.telemetry.events import EventSink
 from gateway.telemetry.state import CameraStatus
@@ -52,8 +52,8 @@ class CameraRuntime:
         self.status = CameraStatus(id=camera.id, url=camera.display_url)
         main_forwarded = forwarded and not camera.forward_url
         self.stream = Stream(camera.id, gop_cache_bytes=GOP_CACHE_BYTES if main_forwarded else 0)
-        self.source: ForwardSource = (
-            substream_source(camera) if camera.forward_url else main_stream_source(self.stream)
+        self.source: ForwardFeed = (
+            substream_feed(camera) if camera.forward_url else main_stream_feed(self.stream)
         )
         self._forward: _ForwardSession | None = None
         if camera.record:
@@ -72,9 +72,9 @@ class CameraRuntime:
             )
         else:
             self.status.recorder.enabled = False
-        self.worker: CameraWorker | None = None
+        self.worker: PullLoop | None = None
         if camera.record or main_forwarded:
-            self.worker = CameraWorker(
+            self.worker = PullLoop(
                 camera, self.stream, self.status, events=events, max_bitrate=max_bitrate
             )
         else:

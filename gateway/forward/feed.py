@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from gateway.config import CameraConfig
 from gateway.forward.pusher import GOP_CACHE_BYTES
-from gateway.source.pull import CameraWorker
+from gateway.source.pull import PullLoop
 from gateway.stream import Stream
 from gateway.telemetry.state import CameraStatus
 
-__all__ = ["ForwardSource", "main_stream_source", "substream_source"]
+__all__ = ["ForwardFeed", "main_stream_feed", "substream_feed"]
 
 
 @dataclass(frozen=True, slots=True)
-class ForwardSource:
+class ForwardFeed:
     """Where a camera's forward takes its packets: its main stream, or a substream pulled
     only while a session needs it."""
 
@@ -25,25 +25,25 @@ class ForwardSource:
     release: Callable[[], None]
 
 
-def main_stream_source(stream: Stream) -> ForwardSource:
-    return ForwardSource(acquire=lambda: stream, release=lambda: None)
+def main_stream_feed(stream: Stream) -> ForwardFeed:
+    return ForwardFeed(acquire=lambda: stream, release=lambda: None)
 
 
-def substream_source(camera: CameraConfig) -> ForwardSource:
+def substream_feed(camera: CameraConfig) -> ForwardFeed:
     """Starts a second pull of the camera (its ``forward_url``) on acquire, stops it on release."""
     assert camera.forward_url is not None  # noqa: S101 - for mypy: only called with one
     substream = camera.model_copy(
         update={"url": camera.forward_url, "forward_url": None, "record": False}
     )
     lock = threading.Lock()
-    running: list[tuple[CameraWorker, Stream]] = []
+    running: list[tuple[PullLoop, Stream]] = []
 
     def acquire() -> Stream:
         with lock:
             if not running:
                 stream = Stream(camera.id, gop_cache_bytes=GOP_CACHE_BYTES)
                 status = CameraStatus(id=camera.id, url=camera.display_forward_url or "")
-                worker = CameraWorker(substream, stream, status, role="forward substream")
+                worker = PullLoop(substream, stream, status, role="forward substream")
                 worker.start()
                 running.append((worker, stream))
             return running[0][1]
@@ -55,4 +55,4 @@ def substream_source(camera: CameraConfig) -> ForwardSource:
                 worker.stop()
                 stream.close(timeout=2)
 
-    return ForwardSource(acquire=acquire, release=release)
+    return ForwardFeed(acquire=acquire, release=release)
