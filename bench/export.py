@@ -281,7 +281,7 @@ def main() -> int:
         ),
         "gateway": {
             "commit": _git("rev-parse", "HEAD"),
-            "modified": bool(_git("status", "--porcelain", "--", "gateway/evidence/clip.py")),
+            "modified": bool(_git("status", "--porcelain", "--", "gateway/evidence/clip")),
         },
         "repeats": args.repeats,
         "write_clip": {k: stat("write_clip", k) for k in ("wall_s", "cpu_s")},
