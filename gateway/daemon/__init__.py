@@ -8,6 +8,9 @@
 - :mod:`~gateway.daemon.control`: the local command socket;
 - :mod:`~gateway.daemon.systemd`: readiness, watchdog and journal logging;
 - :mod:`~gateway.daemon.logsetup`: logging set-up for every process;
-- :mod:`~gateway.daemon.cli`, :mod:`~gateway.daemon.demo`: the command line and the embedded
-  default configuration.
+- :mod:`~gateway.daemon.cli`: the command line's parser and entry point, its commands in
+  :mod:`~gateway.daemon.run_cli` (run, demo, check-config), :mod:`~gateway.daemon.recordings_cli`
+  (recordings list, reindex), :mod:`~gateway.daemon.control_cli` (status, forward, through the
+  control socket) and :mod:`~gateway.daemon.evidence_cli`;
+- :mod:`~gateway.daemon.demo`: the demo's embedded default configuration.
 """

@@ -1,0 +1,115 @@
+"""The ``camera-gateway`` commands that talk to the running daemon over its control socket:
+``status`` and ``forward start|stop|status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.config import load_config
+
+__all__ = ["forward_command", "forward_status", "status"]
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def _control_socket(args: argparse.Namespace) -> Path:
+    from gateway.config.model import DEFAULT_CONTROL_SOCKET
+
+    if args.socket is not None:
+        return Path(args.socket)
+    if args.config is not None:
+        return load_config(args.config).control.socket
+    return Path(DEFAULT_CONTROL_SOCKET)
+
+
+def forward_command(args: argparse.Namespace) -> int:
+    """``forward start|stop``: ask the daemon to start (or extend) or stop a forward session."""
+    from gateway.daemon.control import ControlError, call
+    from gateway.text import display
+
+    request: dict[str, object] = {
+        "command": "forward",
+        "action": args.action,
+        "camera": args.camera,
+    }
+    if args.action == "start":
+        request["duration"] = args.duration
+    if args.reason is not None:
+        request["reason"] = args.reason
+    if args.requested_by is not None:
+        request["requested_by"] = args.requested_by
+    try:
+        answer = call(_control_socket(args), request)
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    session = answer.get("session")
+    session = session if isinstance(session, dict) else {}
+    print(
+        f"{display(answer.get('message'))}: camera {display(args.camera)}, "
+        f"session {display(session.get('session'))}"
+    )
+    for key in ("target", "ends", "duration", "bytes_sent"):
+        if session.get(key) is not None:
+            print(f"  {key}: {display(session[key])}")
+    return EXIT_OK
+
+
+def forward_status(args: argparse.Namespace) -> int:
+    """``forward status``: the forward of every camera, as the daemon reports it."""
+    from gateway.daemon.control import ControlError, call
+    from gateway.text import display
+
+    try:
+        answer = call(_control_socket(args), {"command": "status"})
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    document = answer.get("status")
+    if not answer.get("ok") or not isinstance(document, dict):
+        print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    cameras = document.get("cameras", [])
+    forwards = {c["id"]: c["forward"] for c in cameras}
+    if args.json:
+        print(json.dumps(forwards, indent=2))  # ASCII only: every other character is escaped
+        return EXIT_OK
+    for camera_id, forward in forwards.items():
+        line = (
+            f"{display(camera_id):<14}{display(forward['mode']):<12}{display(forward['state']):<12}"
+        )
+        if forward.get("ends"):
+            line += f" until {display(forward['ends'])}"
+        if forward.get("requested_by"):
+            line += f" (asked by {display(forward['requested_by'])})"
+        if forward.get("error"):
+            line += f" ! {display(forward['error'])}"
+        print(line)
+    return EXIT_OK
+
+
+def status(args: argparse.Namespace) -> int:
+    """``status``: cameras and storage of the running daemon, as a table or JSON."""
+    from gateway.daemon.control import ControlError, call
+    from gateway.telemetry.statusview import render_status
+
+    try:
+        answer = call(_control_socket(args), {"command": "status"})
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    document = answer.get("status")
+    if not answer.get("ok") or not isinstance(document, dict):
+        from gateway.text import display
+
+        print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    # JSON is ASCII only (every other character escaped); the table escapes what it shows.
+    print(json.dumps(document, indent=2) if args.json else render_status(document))
+    return EXIT_OK

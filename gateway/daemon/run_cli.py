@@ -1,0 +1,105 @@
+"""The ``camera-gateway`` commands that run the daemon in this process or check its
+configuration: ``run``, ``demo`` and ``check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.config import Config, config_warnings, load_config
+from gateway.daemon.logsetup import FIELDS
+from gateway.units import format_duration, format_size
+
+if TYPE_CHECKING:
+    from gateway.daemon.service import Gateway
+
+__all__ = ["check_config", "demo", "run"]
+
+log = logging.getLogger("gateway")
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    FIELDS.site = config.site_id
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """``run``: the daemon in the foreground, until a signal stops it."""
+    from gateway.daemon.service import Gateway
+    from gateway.storage.store import StorageError
+
+    config = _load(args.config)
+    gateway = Gateway(config, config_path=args.config)
+    with gateway.signals():
+        try:
+            gateway.start()
+        except StorageError as exc:
+            log.error("%s", exc.reason)
+            return EXIT_FAILURE
+        return gateway.serve()
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``demo``: simulated cameras recorded to a folder, with a status table."""
+    from gateway.daemon.demo import demo_config
+    from gateway.daemon.service import Gateway
+    from gateway.storage.store import StorageError
+
+    config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
+    gateway = Gateway(config)
+    with gateway.signals():
+        try:
+            gateway.start()
+        except StorageError as exc:
+            log.error("%s", exc.reason)
+            return EXIT_FAILURE
+        return _demo_serve(gateway, args, config.storage.path)
+
+
+def _demo_serve(gateway: Gateway, args: argparse.Namespace, path: Path) -> int:
+    from gateway.telemetry.statusview import render_status, status_document
+
+    tty = sys.stdout.isatty()
+
+    def show() -> None:
+        if args.no_table:
+            return
+        snap = gateway.snapshot()
+        document = status_document(
+            snap.site_id, snap.cameras, snap.storage, uptime=time.monotonic() - gateway.started
+        )
+        table = render_status(document)
+        footer = f"\nrecordings in {path} · metrics on {args.metrics} · Ctrl-C stops"
+        print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
+
+    return gateway.serve(every=show, duration=args.duration)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``check-config``: validate a configuration file and say what it sets up."""
+    config = load_config(args.config)
+    warnings = config_warnings(config)
+    storage = config.storage
+    print(f"{args.config}: valid")
+    print(f"  site {config.site_id}")
+    print(
+        f"  storage {storage.path}: quota {format_size(storage.quota)}, max_age "
+        f"{format_duration(storage.max_age)}, min_free {format_size(storage.min_free)}, "
+        f"segments of {format_duration(storage.segment_duration)}"
+    )
+    for camera in config.cameras:
+        flags = "recorded" if camera.record else "not recorded"
+        print(f"  camera {camera.id}: {camera.display_url} ({flags})")
+    print(f"  metrics on {config.metrics.listen}")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
