@@ -319,3 +319,12 @@ def test_recordings_list_escapes_names_from_the_index(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     _assert_no_raw_control(result.stdout)
     assert "h264\\x1b]0;owned" in result.stdout
+
+
+def test_help_lists_the_commands_an_operator_uses_and_no_internal_one() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "status", "forward", "export", "verify", "hold", "audit", "key"):
+        assert f"    {command} " in result.stdout, command
+    assert "export-child" not in result.stdout
+    assert "SUPPRESS" not in result.stdout

@@ -66,7 +66,8 @@ def _add_export(sub: Any) -> None:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=checks.verify)
 
-    child = sub.add_parser("export-child", help=argparse.SUPPRESS)
+    # No help: argparse lists a subcommand with any help, SUPPRESS included, in --help.
+    child = sub.add_parser("export-child")
     child.add_argument("--config", required=True, type=Path)
     child.set_defaults(handler=_export_child)
 
