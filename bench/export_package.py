@@ -40,8 +40,9 @@ from gateway.config.model import Config
 from gateway.evidence.box import Integrity
 from gateway.evidence.export import ExportRequest, run_export
 from gateway.evidence.verify import verify_package
-from gateway.storage.index import Index, IndexedSegment
+from gateway.storage.index import Index
 from gateway.storage.naming import segment_path
+from gateway.storage.record import Segment
 
 RESULTS = ROOT / "bench" / "results"
 CAMERA = "hall"
@@ -76,7 +77,7 @@ def storage(minutes: int, root: Path) -> tuple[Config, Index, Integrity]:
             clock_synced=True,
         )
         rows.append(
-            IndexedSegment(
+            Segment(
                 rel,
                 CAMERA,
                 source.start,

@@ -291,7 +291,8 @@ def test_forward_answers_and_refusals_are_escaped(hostile_daemon: Path) -> None:
 
 
 def test_recordings_list_escapes_names_from_the_index(tmp_path: Path) -> None:
-    from gateway.storage.index import Index, IndexedSegment
+    from gateway.storage.index import Index
+    from gateway.storage.record import Segment
     from gateway.storage.store import INDEX_NAME
 
     root = tmp_path / "rec"
@@ -299,7 +300,7 @@ def test_recordings_list_escapes_names_from_the_index(tmp_path: Path) -> None:
     config = write_config(tmp_path / "gw.yaml", root, [_sim("hall")])
     index = Index(root / INDEX_NAME)
     index.add(
-        IndexedSegment(
+        Segment(
             path=f"hall/2026-01-01/hall_{HOSTILE}.mp4",
             camera="hall",
             start=1767225600.0,

@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 
 from gateway.media.fmp4 import Fmp4Error, repair, scan
 from gateway.media.normalize import Normalizer
-from gateway.recorder.segment import FRAGMENT_SECONDS, SegmentInfo, SegmentWriter
+from gateway.recorder.segment import FRAGMENT_SECONDS, SegmentWriter
 from gateway.source.sim import SimSource
 from gateway.storage.naming import segment_path
+from gateway.storage.record import Segment
 
 pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe")
 
@@ -42,7 +43,7 @@ CLIP_SECONDS = 3.0
 @dataclass(frozen=True)
 class Recording:
     finished: Path
-    info: SegmentInfo
+    info: Segment
     killed: Path
     """Copy of the ``.part`` file taken while the writer was still open (a process kill)."""
     written_at_kill: float
@@ -96,8 +97,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     finally:
         source.close()
     assert not path.exists()
-    assert info.path.exists() and info.path.name.endswith(".mp4")
-    return Recording(info.path, info, killed, written_at_kill, frames_at_kill)
+    final = info.resolve(root)
+    assert final.exists() and final.name.endswith(".mp4")
+    return Recording(final, info, killed, written_at_kill, frames_at_kill)
 
 
 def test_scan_of_finished_segment_matches_ffprobe(recording: Recording) -> None:

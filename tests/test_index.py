@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, QuarantinedFile, set_aside
+from gateway.storage.index import Index, IndexCorrupt, QuarantinedFile, set_aside
+from gateway.storage.record import Segment
 
 
-def _segment(name: str, start: float, size: int) -> IndexedSegment:
-    return IndexedSegment(
+def _segment(name: str, start: float, size: int) -> Segment:
+    return Segment(
         path=f"cam/2026-11-25/{name}.mp4",
         camera="cam",
         start=start,
@@ -64,7 +65,7 @@ def _camera_sql(path: Path) -> dict[str, int]:
     return {str(c): int(b) for c, b in rows if b}
 
 
-def _on(camera: str, name: str, start: float, size: int) -> IndexedSegment:
+def _on(camera: str, name: str, start: float, size: int) -> Segment:
     return replace(_segment(name, start, size), camera=camera, path=f"{camera}/d/{name}.mp4")
 
 

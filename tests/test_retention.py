@@ -12,10 +12,11 @@ import pytest
 
 from gateway.media.fmp4 import scan
 from gateway.media.normalize import Normalizer
-from gateway.recorder.segment import SegmentInfo, SegmentWriter
+from gateway.recorder.segment import SegmentWriter
 from gateway.source.sim import SimSource
-from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment, QuarantinedFile, gaps
+from gateway.storage.index import GAP_TOLERANCE, Index, QuarantinedFile, gaps
 from gateway.storage.naming import segment_path
+from gateway.storage.record import Segment
 from gateway.storage.recovery import rebuild_index, reconcile
 from gateway.storage.retention import Eviction, RetentionPolicy, enforce, free_bytes
 
@@ -26,13 +27,13 @@ UNLIMITED = 10**18
 
 def make_segment(
     root: Path, camera: str, start: float, size: int, duration: float = 10.0
-) -> IndexedSegment:
+) -> Segment:
     """A file of ``size`` bytes where the recorder would put it, and its index row."""
     path = segment_path(root, camera, start)
     final = path.with_name(path.name.removesuffix(".part"))
     final.parent.mkdir(parents=True, exist_ok=True)
     final.write_bytes(b"\0" * size)
-    return IndexedSegment(
+    return Segment(
         path=str(final.relative_to(root)),
         camera=camera,
         start=start,
@@ -58,7 +59,7 @@ def index(root: Path) -> Index:
     return Index(root / "index.sqlite3")
 
 
-def fill(root: Path, index: Index, specs: list[tuple[str, float, int]]) -> list[IndexedSegment]:
+def fill(root: Path, index: Index, specs: list[tuple[str, float, int]]) -> list[Segment]:
     rows = [make_segment(root, camera, start, size) for camera, start, size in specs]
     index.add_many(rows)
     return rows
@@ -314,8 +315,8 @@ def test_a_link_swapped_in_for_a_day_folder_is_not_followed(
     assert sorted(p.name for p in outside.iterdir()) == sorted(Path(r.path).name for r in rows)
 
 
-def row(camera: str, start: float, end: float) -> IndexedSegment:
-    return IndexedSegment(
+def row(camera: str, start: float, end: float) -> Segment:
+    return Segment(
         path=f"{camera}/{start}.mp4",
         camera=camera,
         start=start,
@@ -357,7 +358,7 @@ def test_no_gaps_between_overlapping_or_single_segments() -> None:
 @dataclass(frozen=True)
 class Storage:
     root: Path
-    infos: list[SegmentInfo]
+    infos: list[Segment]
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +368,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Storage:
     source = SimSource("sim://t?fps=25&gop=1&width=160&height=120", camera_id="cam1")
     tracks = source.open()
     normalizer = Normalizer(tracks, camera_id="cam1")
-    infos: list[SegmentInfo] = []
+    infos: list[Segment] = []
     writer: SegmentWriter | None = None
     try:
         while len(infos) < 2:
@@ -387,9 +388,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Storage:
     return Storage(root, infos)
 
 
-def as_row(root: Path, info: SegmentInfo) -> IndexedSegment:
-    return IndexedSegment(
-        path=str(info.path.relative_to(root)),
+def as_row(info: Segment) -> Segment:
+    """The segment as an index written at close time by an older version holds it."""
+    return Segment(
+        path=info.path,
         camera=info.camera,
         start=info.start,
         end=info.end,
@@ -407,16 +409,15 @@ def storage(recorded: Storage, tmp_path: Path) -> Storage:
     """A private copy of the recorded storage, with an index as written at close time."""
     root = tmp_path / "storage"
     shutil.copytree(recorded.root, root)
-    infos = [replace(i, path=root / i.path.relative_to(recorded.root)) for i in recorded.infos]
-    return Storage(root, infos)
+    return Storage(root, recorded.infos)
 
 
 def test_reindex_from_files_alone_matches_the_index_written_at_close(storage: Storage) -> None:
     root = storage.root
     closed = Index(root / "closed.sqlite3")
-    closed.add_many(as_row(root, i) for i in storage.infos)
+    closed.add_many(as_row(i) for i in storage.infos)
     stale = Index(root / "rebuilt.sqlite3")
-    stale.add(as_row(root, storage.infos[0]))  # stale content is replaced, not merged
+    stale.add(as_row(storage.infos[0]))  # stale content is replaced, not merged
     stale.add(row("gone", T0, T0 + 10))  # a row whose file no longer exists
     stale.close()
 
@@ -438,9 +439,9 @@ def test_reindex_from_files_alone_matches_the_index_written_at_close(storage: St
 def test_leftover_part_file_is_repaired_and_indexed(storage: Storage) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
-    index.add_many(as_row(root, i) for i in storage.infos)
+    index.add_many(as_row(i) for i in storage.infos)
     # A crash in the middle of writing the third segment: a .part cut mid-fragment.
-    source = storage.infos[1].path
+    source = storage.infos[1].resolve(root)
     data = source.read_bytes()
     part = segment_path(root, "cam1", storage.infos[1].start + 5.0)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -466,7 +467,7 @@ def test_part_files_without_media_are_removed_and_garbage_is_quarantined(
 ) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
-    index.add_many(as_row(root, i) for i in storage.infos)
+    index.add_many(as_row(i) for i in storage.infos)
     empty = segment_path(root, "cam1", storage.infos[1].start + 5.0)
     garbage = segment_path(root, "cam1", storage.infos[1].start + 10.0)
     empty.parent.mkdir(parents=True, exist_ok=True)
@@ -474,7 +475,7 @@ def test_part_files_without_media_are_removed_and_garbage_is_quarantined(
     empty.write_bytes(b"")
     garbage.write_bytes(b"\x00\x00\x00\x10junkjunkjunk" * 50)
     moov_only = segment_path(root, "cam1", storage.infos[1].start + 15.0)
-    data = storage.infos[1].path.read_bytes()
+    data = storage.infos[1].resolve(root).read_bytes()
     moov_only.parent.mkdir(parents=True, exist_ok=True)
     moov_only.write_bytes(data[: data.index(b"moof") - 4])  # headers, but not one fragment
     caplog.set_level(logging.INFO, logger="gateway.storage")
@@ -492,45 +493,45 @@ def test_part_files_without_media_are_removed_and_garbage_is_quarantined(
     assert not garbage.exists()
     moved = root / "quarantine" / f"{garbage.relative_to(root)}.quarantined"
     assert moved.read_bytes() == b"\x00\x00\x00\x10junkjunkjunk" * 50
-    assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
+    assert index.paths() == {i.path for i in storage.infos}
     assert [q.path for q in index.quarantined()] == [str(moved.relative_to(root))]
 
 
 def test_rows_of_deleted_files_are_forgotten(storage: Storage) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
-    index.add_many(as_row(root, i) for i in storage.infos)
-    storage.infos[0].path.unlink()
+    index.add_many(as_row(i) for i in storage.infos)
+    storage.infos[0].resolve(root).unlink()
 
     report = reconcile(root, index)
 
     assert report.forgotten == 1
     assert report.added == 0
-    assert index.paths() == {str(storage.infos[1].path.relative_to(root))}
+    assert index.paths() == {storage.infos[1].path}
 
 
 def test_unindexed_finished_file_is_added(storage: Storage) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
-    index.add(as_row(root, storage.infos[0]))  # the daemon died before indexing the second
+    index.add(as_row(storage.infos[0]))  # the daemon died before indexing the second
 
     report = reconcile(root, index)
 
     assert report.added == 1
-    assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
+    assert index.paths() == {i.path for i in storage.infos}
 
 
 def test_part_file_with_a_foreign_name_is_left_alone(storage: Storage) -> None:
     root = storage.root
     index = Index(root / "index.sqlite3")
-    index.add_many(as_row(root, i) for i in storage.infos)
-    stray = storage.infos[0].path.with_name("notes.mp4.part")  # not one of our names
-    shutil.copyfile(storage.infos[0].path, stray)
+    index.add_many(as_row(i) for i in storage.infos)
+    stray = storage.infos[0].resolve(root).with_name("notes.mp4.part")  # not one of our names
+    shutil.copyfile(storage.infos[0].resolve(root), stray)
 
     report = reconcile(root, index)
 
     assert report.added == 0 and report.repaired == 0 and report.quarantined == 0
     assert report.foreign == 1
     assert "-1" not in report.summary()
-    assert stray.read_bytes() == storage.infos[0].path.read_bytes()
-    assert index.paths() == {str(i.path.relative_to(root)) for i in storage.infos}
+    assert stray.read_bytes() == storage.infos[0].resolve(root).read_bytes()
+    assert index.paths() == {i.path for i in storage.infos}

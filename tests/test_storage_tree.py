@@ -28,9 +28,10 @@ from helpers import audit_entries, cli, decode_errors, write_config
 
 from gateway.media.fmp4 import repair
 from gateway.storage import recovery
-from gateway.storage.index import Index, IndexCorrupt, IndexedSegment, set_aside
+from gateway.storage.index import Index, IndexCorrupt, set_aside
 from gateway.storage.naming import rebuild_temp_path, segment_path
 from gateway.storage.quarantine import Quarantine
+from gateway.storage.record import Segment
 from gateway.storage.recovery import rebuild_index, reconcile, salvage
 from gateway.storage.retention import RetentionPolicy, enforce
 
@@ -160,8 +161,8 @@ def test_a_crafted_tree_is_reconciled_and_nothing_outside_it_is_touched(
     index.close()
 
 
-def _row(path: str) -> IndexedSegment:
-    return IndexedSegment(path, "cam-a", T0 - 100, T0 - 90, 10, 1, "h264", 1, 1, False)
+def _row(path: str) -> Segment:
+    return Segment(path, "cam-a", T0 - 100, T0 - 90, 10, 1, "h264", 1, 1, False)
 
 
 def test_an_empty_tkhd_file_does_not_stop_reconciliation_or_reindex(

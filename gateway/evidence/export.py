@@ -41,7 +41,8 @@ from gateway.integrity.audit import AuditError
 from gateway.integrity.keys import Signer, SigningKeyError
 from gateway.integrity.seal import ChainRecord
 from gateway.storage.holds import Hold, HoldError
-from gateway.storage.index import Index, IndexedSegment
+from gateway.storage.index import Index
+from gateway.storage.record import Segment
 
 __all__ = ["ExportError", "ExportRequest", "ExportResult", "run_export"]
 
@@ -135,7 +136,7 @@ def run_export(
 class _Job:
     request: ExportRequest
     cameras: list[str]
-    chosen: dict[str, list[IndexedSegment]]
+    chosen: dict[str, list[Segment]]
     config: Config
     index: Index
     integrity: Integrity
@@ -329,7 +330,7 @@ def _hold_entry(hold: Hold, added: int) -> dict[str, Any]:
 
 
 def _source(
-    segment: IndexedSegment, sha: str, chain: dict[str, ChainRecord], warnings: list[str]
+    segment: Segment, sha: str, chain: dict[str, ChainRecord], warnings: list[str]
 ) -> dict[str, Any]:
     record = chain.get(segment.path)
     if record is None:
@@ -387,7 +388,7 @@ def _range_of(ranges: list[dict[str, str]]) -> dict[str, str] | None:
     return {"start": min(r["start"] for r in ranges), "end": max(r["end"] for r in ranges)}
 
 
-def _all_synced(segments: list[IndexedSegment]) -> bool | None:
+def _all_synced(segments: list[Segment]) -> bool | None:
     values = [s.clock_synced for s in segments]
     if not values or any(v is None for v in values):
         return None

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from gateway.clock import utc_iso
 from gateway.integrity.seal import ChainRecord
-from gateway.storage.index import GAP_TOLERANCE, Index, IndexedSegment
-from gateway.storage.record import ENDINGS
+from gateway.storage.index import GAP_TOLERANCE, Index
+from gateway.storage.record import ENDINGS, Segment
 
 __all__ = ["Gap", "gaps_in", "nearest", "select"]
 
@@ -33,7 +33,7 @@ class Gap:
         }
 
 
-def select(index: Index, camera: str, start: float, end: float) -> list[IndexedSegment]:
+def select(index: Index, camera: str, start: float, end: float) -> list[Segment]:
     """The camera's segments that hold any of [start, end), oldest first."""
     return [
         s
@@ -56,7 +56,7 @@ def nearest(index: Index, camera: str, start: float, end: float) -> str:
 
 def gaps_in(
     camera: str,
-    segments: list[IndexedSegment],
+    segments: list[Segment],
     start: float,
     end: float,
     chain: dict[str, ChainRecord],
@@ -69,7 +69,7 @@ def gaps_in(
         key=lambda r: r.start,
     )
     cursor = start
-    previous: IndexedSegment | None = None
+    previous: Segment | None = None
     for segment in [*segments, None]:
         hole_end = end if segment is None else min(segment.start, end)
         if hole_end - cursor > GAP_TOLERANCE:
@@ -84,9 +84,7 @@ def gaps_in(
     return out
 
 
-def _reason(
-    previous: IndexedSegment | None, start: float, end: float, evicted: list[ChainRecord]
-) -> str:
+def _reason(previous: Segment | None, start: float, end: float, evicted: list[ChainRecord]) -> str:
     gone = [r for r in evicted if r.end > start and r.start < end]
     if gone:
         return f"recording evicted by retention ({gone[0].evicted}, {gone[0].evicted_at})"

@@ -25,9 +25,9 @@ from gateway.backoff import Backoff
 from gateway.clock import ClockWatch, wall_at
 from gateway.media.normalize import AccessUnitJoiner
 from gateway.media.packet import Packet, SessionInfo, Track
-from gateway.recorder.segment import SegmentInfo, SegmentWriter, UnsafePathError
+from gateway.recorder.segment import SegmentWriter, UnsafePathError
 from gateway.storage.errors import StorageError
-from gateway.storage.record import ENDED_CUT
+from gateway.storage.record import ENDED_CUT, Segment
 from gateway.telemetry.events import EventSink
 from gateway.telemetry.state import RecorderStatus
 from gateway.units import format_duration, format_size
@@ -65,7 +65,7 @@ class SegmentStore(Protocol):
 
     def closed(self, camera: str) -> None: ...
 
-    def finished(self, info: SegmentInfo) -> None: ...
+    def finished(self, segment: Segment) -> None: ...
 
     def salvage(self, part: Path) -> None: ...
 
@@ -245,25 +245,25 @@ class Recorder:
         self._status.recording = False
         self._status.current_segment = None
         try:
-            info = writer.close(flags, ended=ended)
+            segment = writer.close(flags, ended=ended)
         except (OSError, av.error.FFmpegError) as exc:
             self._writer = writer
             self._fail(exc)
             return
         self._status.segments += 1
-        self._status.bytes_written += info.bytes
+        self._status.bytes_written += segment.bytes
         if self._status.error is not None and not flags:
             self._recovered()
-        duration = info.end - info.start
+        duration = segment.duration
         if duration >= self._segment_duration / 2:
-            self._expected_size = round(info.bytes * self._segment_duration / duration)
+            self._expected_size = round(segment.bytes * self._segment_duration / duration)
         self._storage.closed(self.camera_id)
         try:
-            self._storage.finished(info)
+            self._storage.finished(segment)
         except Exception as exc:  # the index lives on the same disk; reconciled at next start
-            log.error("camera %s: could not index %s: %s", self.camera_id, info.path.name, exc)
+            log.error("camera %s: could not index %s: %s", self.camera_id, segment.name, exc)
         if reason is not None:
-            log.debug("camera %s: segment %s closed (%s)", self.camera_id, info.path.name, reason)
+            log.debug("camera %s: segment %s closed (%s)", self.camera_id, segment.name, reason)
 
     def _fail(self, exc: BaseException) -> None:
         reason = _describe(exc)

@@ -33,13 +33,12 @@ from gateway.clock import clock_synchronized
 from gateway.media.packet import Packet, Track
 from gateway.media.remux import Remuxer
 from gateway.storage.naming import final_path
-from gateway.storage.record import ENDED_CUT, SegmentInfo
+from gateway.storage.record import ENDED_CUT, Segment, relative_path
 
 __all__ = [
     "FRAGMENT_SECONDS",
     "SYNC_SECONDS",
     "FullWriter",
-    "SegmentInfo",
     "SegmentWriter",
     "UnsafePathError",
     "open_segment_dir",
@@ -239,8 +238,11 @@ class SegmentWriter:
             self._synced_bytes = size
             self.durable_seconds = duration
 
-    def close(self, flags: frozenset[str] = frozenset(), *, ended: str = ENDED_CUT) -> SegmentInfo:
-        """Write the trailer, sync, and rename to the final name."""
+    def close(self, flags: frozenset[str] = frozenset(), *, ended: str = ENDED_CUT) -> Segment:
+        """Write the trailer, sync, and rename to the final name.
+
+        The segment's path is relative to the storage root (``<root>/<camera>/<day>/<name>``,
+        the layout :func:`open_segment_dir` expects)."""
         self._container.close()
         os.fsync(self._file.fileno())
         size = self._file.tell()
@@ -271,11 +273,11 @@ class SegmentWriter:
         with contextlib.suppress(OSError):
             os.close(self._dir)
 
-    def _info(self, path: Path, size: int, flags: frozenset[str]) -> SegmentInfo:
+    def _info(self, path: Path, size: int, flags: frozenset[str]) -> Segment:
         video = self._video
-        return SegmentInfo(
+        return Segment(
+            path=relative_path(path),
             camera=self.camera_id,
-            path=path,
             start=self.start,
             end=self.start + self.duration,
             bytes=size,

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.host.durable import fsync_dir, write_all
-from gateway.storage.index import Index, IndexedSegment
+from gateway.storage.index import Index
+from gateway.storage.record import Segment
 from gateway.storage.retention import HeldRange
 from gateway.units import format_size
 
@@ -112,7 +113,7 @@ class HoldStore:
         holds = [h for h in (self.holds() if holds is None else holds) if not h.temporary]
         return sum(s.bytes for s in _covered(index, holds).values())
 
-    def covered(self, index: Index, hold: Hold) -> list[IndexedSegment]:
+    def covered(self, index: Index, hold: Hold) -> list[Segment]:
         return sorted(_covered(index, [hold]).values(), key=lambda s: (s.camera, s.start))
 
     def place(
@@ -226,8 +227,8 @@ class HoldStore:
         self._cache = None
 
 
-def _covered(index: Index, holds: list[Hold]) -> dict[str, IndexedSegment]:
-    out: dict[str, IndexedSegment] = {}
+def _covered(index: Index, holds: list[Hold]) -> dict[str, Segment]:
+    out: dict[str, Segment] = {}
     for hold in holds:
         for camera in hold.cameras:
             for segment in index.segments(camera=camera, since=hold.start, until=hold.end):

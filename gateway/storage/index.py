@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.storage.record import Segment
+
 __all__ = [
     "GAP_TOLERANCE",
     "Gap",
     "Index",
     "IndexCorrupt",
-    "IndexedSegment",
     "QuarantinedFile",
     "gaps",
     "set_aside",
@@ -106,37 +107,6 @@ class IndexCorrupt(sqlite3.DatabaseError):
         super().__init__(f"index {path} is damaged: {reason}")
         self.path = path
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedSegment:
-    path: str
-    """Relative to the storage root."""
-    camera: str
-    start: float
-    end: float
-    bytes: int
-    frames: int
-    codec: str
-    width: int
-    height: int
-    has_audio: bool
-    flags: frozenset[str] = frozenset()
-    """``recovered`` (from an interrupted ``.part``), ``rebuilt`` (damaged fragments left out),
-    ``no_keyframe`` (does not start on a keyframe), ``damaged`` (a finished file with damaged
-    fragments, kept as it is)."""
-    sha256: str | None = None
-    """SHA-256 of the file: computed as it was written, or at sealing (None: not yet sealed)."""
-    clock_synced: bool | None = None
-    """Whether the clock was NTP-synchronised while it was written (None: not known)."""
-    ended: str = "cut"
-    """Why it ended (see :data:`gateway.storage.record.ENDINGS`)."""
-    seal_seq: int | None = None
-    """Its entry in the camera's seal chain (None: not sealed yet)."""
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +249,10 @@ class Index:
 
     # -- segments ----------------------------------------------------------------------------
 
-    def add(self, segment: IndexedSegment) -> None:
+    def add(self, segment: Segment) -> None:
         self.add_many([segment])
 
-    def add_many(self, segments: Iterable[IndexedSegment]) -> None:
+    def add_many(self, segments: Iterable[Segment]) -> None:
         batch = list(segments)
         rows = [_values(s) for s in batch]
         with self._cursor() as db:
@@ -338,7 +308,7 @@ class Index:
         camera: str | None = None,
         since: float | None = None,
         until: float | None = None,
-    ) -> list[IndexedSegment]:
+    ) -> list[Segment]:
         """Segments ordered by camera then start, optionally filtered."""
         query = "FROM segments WHERE 1=1"
         args: list[object] = []
@@ -361,7 +331,7 @@ class Index:
         camera: str | None = None,
         *,
         exclude: Sequence[tuple[str, float, float]] = (),
-    ) -> list[IndexedSegment]:
+    ) -> list[Segment]:
         """The oldest segments, of one camera or across all cameras, oldest first; ``exclude``:
         (camera, start, end) ranges whose overlapping segments are left out (legal holds)."""
         where: list[str] = []
@@ -382,7 +352,7 @@ class Index:
             ).fetchall()
         return [_row(r) for r in rows]
 
-    def unsealed(self, limit: int = 64) -> list[IndexedSegment]:
+    def unsealed(self, limit: int = 64) -> list[Segment]:
         """Segments not in their camera's seal chain yet, oldest first."""
         with self._cursor() as db:
             rows = db.execute(
@@ -398,7 +368,7 @@ class Index:
                 "UPDATE segments SET seal_seq = ?, sha256 = ? WHERE path = ?", (seq, sha256, path)
             )
 
-    def get(self, path: str) -> IndexedSegment | None:
+    def get(self, path: str) -> Segment | None:
         with self._cursor() as db:
             row = db.execute(
                 f"SELECT {self._select()} FROM segments WHERE path = ?",  # noqa: S608 - see _COLUMNS
@@ -553,10 +523,10 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def gaps(segments: list[IndexedSegment]) -> list[Gap]:
+def gaps(segments: list[Segment]) -> list[Gap]:
     """Holes longer than :data:`GAP_TOLERANCE` between consecutive segments of each camera."""
     found: list[Gap] = []
-    previous: dict[str, IndexedSegment] = {}
+    previous: dict[str, Segment] = {}
     for segment in sorted(segments, key=lambda s: (s.camera, s.start)):
         before = previous.get(segment.camera)
         if before is not None and segment.start - before.end > GAP_TOLERANCE:
@@ -577,7 +547,7 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
 
 
-def _values(s: IndexedSegment) -> tuple[object, ...]:
+def _values(s: Segment) -> tuple[object, ...]:
     if any("," in flag for flag in s.flags):
         raise ValueError(f"segment flag with a comma: {sorted(s.flags)}")
     return (
@@ -599,10 +569,10 @@ def _values(s: IndexedSegment) -> tuple[object, ...]:
     )
 
 
-def _row(row: tuple[object, ...]) -> IndexedSegment:
+def _row(row: tuple[object, ...]) -> Segment:
     path, camera, start, end, size, frames, codec, width, height, audio, flags = row[:11]
     sha256, synced, ended, seal_seq = row[11:]
-    return IndexedSegment(
+    return Segment(
         path=str(path),
         camera=str(camera),
         start=float(start),  # type: ignore[arg-type]

@@ -1,12 +1,16 @@
-"""A finished segment as the index stores it: importable without PyAV (the supervisor indexes
-what the workers record)."""
+"""A finished segment: what the recorder reports, the index stores and every reader gets back.
+
+One record from the file's closing to its eviction: importable without PyAV (the supervisor
+indexes what the workers record). Its path is relative to the storage root, as the index stores
+it; :meth:`Segment.resolve` gives the file's place under a root.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-__all__ = ["ENDED_CUT", "ENDINGS", "SegmentInfo"]
+__all__ = ["ENDED_CUT", "ENDINGS", "Segment", "relative_path"]
 
 ENDED_CUT = "cut"
 ENDINGS: dict[str, str] = {
@@ -20,12 +24,18 @@ ENDINGS: dict[str, str] = {
 """Why a segment ended, and what that says about a gap after it."""
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """A finished segment, as the index stores it."""
+def relative_path(path: Path) -> str:
+    """The path of the segment file ``<root>/<camera>/<day>/<name>`` relative to its root."""
+    return str(PurePosixPath(*path.parts[-3:]))
 
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A finished segment, as the recorder closed it and as the index stores it."""
+
+    path: str
+    """Relative to the storage root: ``<camera>/<day>/<name>``."""
     camera: str
-    path: Path
     start: float
     end: float
     bytes: int
@@ -35,11 +45,29 @@ class SegmentInfo:
     height: int
     has_audio: bool
     flags: frozenset[str] = field(default_factory=frozenset)
-    """``no_keyframe``: cut at its size or time bound, with no keyframe to cut it at."""
+    """``recovered`` (from an interrupted ``.part``), ``rebuilt`` (damaged fragments left out),
+    ``no_keyframe`` (does not start on a keyframe, or cut at its size or time bound with no
+    keyframe to cut it at), ``damaged`` (a finished file with damaged fragments, kept as it
+    is)."""
     sha256: str | None = None
-    """SHA-256 of the file, computed while it was written (None: to be computed from the file)."""
+    """SHA-256 of the file: computed as it was written, or at sealing (None: not known yet)."""
     clock_synced: bool | None = None
     """Whether the system clock was NTP-synchronised at both ends of the segment (None: not
     known)."""
     ended: str = ENDED_CUT
     """Why the segment ended (one of :data:`ENDINGS`): what a gap after it is put down to."""
+    seal_seq: int | None = None
+    """Its entry in the camera's seal chain (None: not sealed yet)."""
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def name(self) -> str:
+        """The file's name (its last path component)."""
+        return PurePosixPath(self.path).name
+
+    def resolve(self, root: Path) -> Path:
+        """The file under the storage root ``root``."""
+        return root / self.path

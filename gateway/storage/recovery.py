@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.media.fmp4 import Fmp4Error, SegmentFacts, repair, scan
-from gateway.storage.index import Index, IndexedSegment, QuarantinedFile
+from gateway.storage.index import Index, QuarantinedFile
 from gateway.storage.naming import (
     PART_SUFFIX,
     QUARANTINE_DIR,
@@ -51,6 +51,7 @@ from gateway.storage.naming import (
     segment_path,
 )
 from gateway.storage.quarantine import Journal, Quarantine, rename_noreplace
+from gateway.storage.record import Segment
 
 __all__ = [
     "RecoveryReport",
@@ -197,7 +198,7 @@ def _reconcile(
     report = RecoveryReport()
     known = index.paths()
     on_disk: set[str] = set()
-    rows: list[IndexedSegment] = []
+    rows: list[Segment] = []
     for path, relative in _walk(root, report):
         if parse_rebuild_temp(path.name):
             row = _finish_rebuild(root, path, report)
@@ -232,9 +233,7 @@ def _placed(relative: str) -> bool:
     return True
 
 
-def _read(
-    root: Path, path: Path, report: RecoveryReport, quarantine: Quarantine
-) -> IndexedSegment | None:
+def _read(root: Path, path: Path, report: RecoveryReport, quarantine: Quarantine) -> Segment | None:
     """The row of a finished segment, or None once it is quarantined."""
     relative = str(path.relative_to(root))
     try:
@@ -274,7 +273,7 @@ def _quarantine(quarantine: Quarantine, path: Path, reason: str, report: Recover
 
 def describe(
     root: Path, path: Path, facts: SegmentFacts, *, flags: set[str] | frozenset[str] = frozenset()
-) -> IndexedSegment | None:
+) -> Segment | None:
     """The index row of a finished segment file, from its name and its boxes."""
     name = parse_segment_path(path)
     if name is None or name.partial:
@@ -285,7 +284,7 @@ def describe(
     # A rebuilt file may have lost its first fragments: it starts where its media starts.
     start = name.start + (facts.start_offset if facts.rebuilt else 0.0)
     video = facts.video
-    return IndexedSegment(
+    return Segment(
         path=str(path.relative_to(root)),
         camera=name.camera,
         start=start,
@@ -310,7 +309,7 @@ def salvage(
     quarantine: Quarantine | None = None,
     report: RecoveryReport | None = None,
     quiet: bool = False,
-) -> IndexedSegment | None:
+) -> Segment | None:
     """Keep what an interrupted ``.part`` file holds; its row, or None if nothing is kept.
 
     The file is cut at its last good fragment and takes its finished name (the next free
@@ -364,7 +363,7 @@ def _keep(
     *,
     quarantine: Quarantine,
     report: RecoveryReport,
-) -> IndexedSegment | None:
+) -> Segment | None:
     size_before = facts.size
     final = _free_name(root, part, name)
     flags = {"recovered"}
@@ -454,7 +453,7 @@ def _rename(root: Path, source: Path, target: Path) -> None:
         os.close(root_fd)
 
 
-def _finish_rebuild(root: Path, temp: Path, report: RecoveryReport) -> IndexedSegment | None:
+def _finish_rebuild(root: Path, temp: Path, report: RecoveryReport) -> Segment | None:
     """A rebuilt copy left by a crash: finish the job if its damaged original is already in the
     quarantine, else drop it (the original is still there and is salvaged again)."""
     final = temp.with_name(parse_rebuild_temp(temp.name) or "")

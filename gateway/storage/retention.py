@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from gateway.storage.index import Index, IndexedSegment, QuarantinedFile
+from gateway.storage.index import Index, QuarantinedFile
 from gateway.storage.naming import (
     BadPathError,
     check_quarantine_path,
@@ -45,6 +45,7 @@ from gateway.storage.naming import (
     open_dir,
     open_root,
 )
+from gateway.storage.record import Segment
 from gateway.units import format_duration, format_size
 
 __all__ = ["Eviction", "HeldRange", "RetentionPolicy", "enforce", "free_bytes"]
@@ -74,7 +75,7 @@ class RetentionPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Eviction:
-    segment: IndexedSegment | QuarantinedFile
+    segment: Segment | QuarantinedFile
     """What was deleted: a segment, or a file of the quarantine."""
     reason: str
     """``quota``, ``max_age`` or ``min_free``."""
@@ -154,7 +155,7 @@ class _Run:
         self.free = free_bytes(root)
         self.evicted: list[Eviction] = []
         self._root_fd = open_root(root)
-        self._heads: dict[str | None, deque[IndexedSegment]] = {}
+        self._heads: dict[str | None, deque[Segment]] = {}
         self._fetched: set[str | None] = set()
         self._gone: set[str] = set()
         self._quarantine: deque[QuarantinedFile] = deque()
@@ -174,7 +175,7 @@ class _Run:
                 break
             self._evict(segment, "max_age", on_evict)
         while (reason := self._pressure()) is not None:
-            victim: IndexedSegment | QuarantinedFile | None = None
+            victim: Segment | QuarantinedFile | None = None
             if self.quarantined > 0:
                 victim = self._next_quarantined()
             victim = victim or self._pick()
@@ -192,7 +193,7 @@ class _Run:
 
     # -- choosing --------------------------------------------------------------------------
 
-    def _pick(self) -> IndexedSegment | None:
+    def _pick(self) -> Segment | None:
         """The oldest segment of the cameras above their fair share, else the oldest one."""
         usage = {c: self.cameras.get(c, 0) + self.writing.get(c, 0) for c in self._holders()}
         if usage:
@@ -211,7 +212,7 @@ class _Run:
     def _holders(self) -> set[str]:
         return {c for c, size in self.cameras.items() if size > 0} | set(self.writing)
 
-    def _head(self, camera: str | None) -> IndexedSegment | None:
+    def _head(self, camera: str | None) -> Segment | None:
         """The oldest segment not yet evicted, of ``camera`` or overall."""
         heads = self._heads.setdefault(camera, deque())
         while True:
@@ -243,7 +244,7 @@ class _Run:
 
     def _evict(
         self,
-        victim: IndexedSegment | QuarantinedFile,
+        victim: Segment | QuarantinedFile,
         reason: str,
         on_evict: Callable[[Eviction], None] | None,
     ) -> None:
@@ -267,7 +268,7 @@ class _Run:
         if on_evict is not None:
             on_evict(eviction)
 
-    def _forget(self, victim: IndexedSegment | QuarantinedFile) -> None:
+    def _forget(self, victim: Segment | QuarantinedFile) -> None:
         self.used -= victim.bytes
         if isinstance(victim, QuarantinedFile):
             self.index.remove_quarantined(victim.path)
@@ -282,7 +283,7 @@ class _Run:
         head = self._head(None)
         self.oldest_start = head.start if head is not None else None
 
-    def _delete(self, victim: IndexedSegment | QuarantinedFile) -> bool:
+    def _delete(self, victim: Segment | QuarantinedFile) -> bool:
         """Unlink the file if its path is one of ours; False (the row is then only dropped)
         when it is not, or when a link was swapped in on the way."""
         try:

@@ -18,7 +18,8 @@ from pathlib import Path
 from gateway.integrity.journal import JournalError
 from gateway.integrity.keys import SigningKeyError
 from gateway.integrity.seal import ChainRecord, Sealer, hash_file
-from gateway.storage.index import Index, IndexedSegment, QuarantinedFile
+from gateway.storage.index import Index, QuarantinedFile
+from gateway.storage.record import Segment
 from gateway.storage.retention import Eviction
 from gateway.telemetry.events import EventSink
 
@@ -97,7 +98,7 @@ class SealingPass:
         except JournalError as exc:
             log.error("storage: eviction of %s not chained: %s", segment.path, exc.reason)
 
-    def _known(self, row: IndexedSegment) -> ChainRecord | None:
+    def _known(self, row: Segment) -> ChainRecord | None:
         records = self._records.get(row.camera)
         if records is None:
             records = self.sealer.records(row.camera)

@@ -24,15 +24,10 @@ from gateway.integrity.journal import JournalError
 from gateway.integrity.seal import Sealer
 from gateway.storage.errors import StorageError
 from gateway.storage.holds import HoldError, HoldStore
-from gateway.storage.index import (
-    Index,
-    IndexCorrupt,
-    IndexedSegment,
-    set_aside,
-)
+from gateway.storage.index import Index, IndexCorrupt, set_aside
 from gateway.storage.naming import segment_path
 from gateway.storage.quarantine import Quarantine, audit_journal
-from gateway.storage.record import SegmentInfo
+from gateway.storage.record import Segment
 from gateway.storage.recovery import RecoveryReport, reconcile, salvage
 from gateway.storage.retention import Eviction, HeldRange, RetentionPolicy, enforce, free_bytes
 from gateway.storage.sealing import SealingPass
@@ -91,7 +86,7 @@ class Storage:
         """How many cameras share the quota (sets each one's largest segment)."""
         self._lock = threading.Lock()
         self._pending_lock = threading.Lock()
-        self._unindexed: list[IndexedSegment] = []
+        self._unindexed: list[Segment] = []
         self._unsalvaged: list[Path] = []
         self._wake = threading.Event()
         self._jobs: deque[Callable[[], None]] = deque()
@@ -306,10 +301,10 @@ class Storage:
         with self._lock:
             return sum(max(size, expected) for size, expected in self._writing.values())
 
-    def finished(self, info: SegmentInfo) -> None:
+    def finished(self, segment: Segment) -> None:
         """Index a segment that was closed normally (retried later if the index fails now)."""
         with self._lock:
-            self._unindexed.append(self._row(info))
+            self._unindexed.append(segment)
         self._flush_pending()
         self._wake.set()
 
@@ -516,24 +511,6 @@ class Storage:
             error=self._error,
             quarantined=self.quarantine.count,
             seal_error=self._sealing.error if self._sealing is not None else None,
-        )
-
-    def _row(self, info: SegmentInfo) -> IndexedSegment:
-        return IndexedSegment(
-            path=str(info.path.relative_to(self.root)),
-            camera=info.camera,
-            start=info.start,
-            end=info.end,
-            bytes=info.bytes,
-            frames=info.frames,
-            codec=info.codec,
-            width=info.width,
-            height=info.height,
-            has_audio=info.has_audio,
-            flags=info.flags,
-            sha256=info.sha256,
-            clock_synced=info.clock_synced,
-            ended=info.ended,
         )
 
 

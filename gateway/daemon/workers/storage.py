@@ -15,7 +15,7 @@ from gateway.daemon.workers.messages import (
 )
 from gateway.storage.errors import StorageError
 from gateway.storage.naming import final_path, segment_path
-from gateway.storage.record import SegmentInfo
+from gateway.storage.record import Segment
 from gateway.storage.store import MARKER_NAME
 
 __all__ = ["WorkerStorage"]
@@ -64,16 +64,16 @@ class WorkerStorage:
     def closed(self, camera: str) -> None:
         self.writing_bytes = 0
 
-    def finished(self, info: SegmentInfo) -> None:
-        flags = tuple(sorted(f for f in info.flags if f == "no_keyframe"))
+    def finished(self, segment: Segment) -> None:
+        flags = tuple(sorted(f for f in segment.flags if f == "no_keyframe"))
         self._send(
             SegmentFinished(
-                path=str(info.path),
+                path=str(segment.resolve(self.root)),
                 flags=flags,  # type: ignore[arg-type]
-                sha256=info.sha256,
-                bytes=info.bytes,
-                clock_synced=info.clock_synced,
-                ended=info.ended,  # type: ignore[arg-type]
+                sha256=segment.sha256,
+                bytes=segment.bytes,
+                clock_synced=segment.clock_synced,
+                ended=segment.ended,  # type: ignore[arg-type]
             )
         )
 

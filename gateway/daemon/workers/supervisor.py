@@ -61,7 +61,7 @@ from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.media.fmp4 import Fmp4Error, scan
 from gateway.source.timeouts import OPEN_TIMEOUT
 from gateway.storage.naming import parse_segment_path
-from gateway.storage.record import SegmentInfo
+from gateway.storage.record import Segment, relative_path
 from gateway.storage.store import STUCK_AFTER, Storage
 from gateway.telemetry.events import EventBus
 from gateway.telemetry.state import STALLED_AFTER, CameraStatus
@@ -791,16 +791,16 @@ def _resident_bytes(pid: int) -> int:
         return 0
 
 
-def segment_info(camera: str, path: Path, flags: frozenset[str]) -> SegmentInfo:
+def segment_info(camera: str, path: Path, flags: frozenset[str]) -> Segment:
     """A finished segment's index entry, read from its boxes (raises Fmp4Error)."""
     facts = scan(path)
     name = parse_segment_path(path)
     if name is None:
         raise Fmp4Error("not a segment name")
     video = facts.video
-    return SegmentInfo(
+    return Segment(
+        path=relative_path(path),
         camera=camera,
-        path=path,
         start=name.start,
         end=name.start + facts.duration,
         bytes=facts.size,
