@@ -38,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, ROOT
 
 sys.path.insert(0, str(ROOT))
-from gateway.forward import flv, rtp
 from gateway.media import normalize, params
 from gateway.media.normalize import RawPacket
 from gateway.media.packet import Track
+from gateway.push.rtmp import flv
+from gateway.push.rtsp import rtp
 
 BASELINE = "6174ab7"
 """The commit before the bitstream rule: the same timestamp was the same picture."""

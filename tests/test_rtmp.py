@@ -1,5 +1,6 @@
-"""RTMP push: to a real FFmpeg RTMP listener (plain and behind TLS), to a scripted server that
-refuses, pings or stalls, and the FLV/AVC pieces checked against what FFmpeg writes."""
+"""RTMP push: to a real FFmpeg RTMP listener (plain and behind TLS), to a scripted server (its
+chunks parsed by gateway.push.rtmp.chunk) that refuses, pings or stalls, and the FLV/AVC pieces
+checked against what FFmpeg writes."""
 
 from __future__ import annotations
 
@@ -25,20 +26,18 @@ import av
 import pytest
 from helpers import free_port, wait_until
 
-from gateway.forward.connection import PushError, TlsPolicy, open_uplink
-from gateway.forward.flv import (
-    AmfValue,
-    EcmaArray,
-    amf_decode,
-    amf_encode,
-    avc_decoder_config,
-    avc_frame,
-)
-from gateway.forward.publisher import PushUrl
-from gateway.forward.rtmp import RtmpPublisher, split_path
 from gateway.media.bitstream import nal
 from gateway.media.normalize import Normalizer
 from gateway.media.packet import Packet, Track
+from gateway.push.publisher import PushUrl
+from gateway.push.rtmp.amf0 import AmfError, AmfValue, EcmaArray
+from gateway.push.rtmp.amf0 import decode as amf_decode
+from gateway.push.rtmp.amf0 import encode as amf_encode
+from gateway.push.rtmp.chunk import ChunkReader
+from gateway.push.rtmp.flv import avc_decoder_config, avc_frame
+from gateway.push.rtmp.publisher import RtmpPublisher
+from gateway.push.rtmp.session import split_path
+from gateway.push.transport import PushError, TlsPolicy, open_uplink
 from gateway.source.sim import SimSource
 
 # `make test` installs ffmpeg; elsewhere the tests that need it are skipped with the reason.
@@ -456,7 +455,6 @@ class ScriptedCentre:
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(1)
         self.port = self._listener.getsockname()[1]
-        self._in_chunk = 128
         self._buffer = b""
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -490,37 +488,21 @@ class ScriptedCentre:
         return out
 
     def messages(self) -> Iterator[tuple[int, int, bytes]]:
-        """Messages from the publisher (chunk types 0, 1 and 3; one-byte basic headers)."""
-        streams: dict[int, list[int]] = {}  # csid -> [length, type, stream id, extended]
-        partial: dict[int, bytes] = {}
+        """Messages from the publisher, put together by the project's own chunk parser."""
+        assert self.conn is not None
+        reader = ChunkReader()
+        data, self._buffer = self._buffer, b""
         while True:
+            for message in reader.feed(data):
+                received = (message.kind, message.stream, message.payload)
+                self.received.append(received)
+                yield received
             try:
-                first = self._take(1)[0]
-                fmt, csid = first >> 6, first & 0x3F
-                assert csid >= 2 and fmt in (0, 1, 3), (fmt, csid)
-                state = streams.setdefault(csid, [0, 0, 0, 0])
-                if fmt in (0, 1):
-                    header = self._take(11 if fmt == 0 else 7)
-                    state[0] = int.from_bytes(header[3:6], "big")
-                    state[1] = header[6]
-                    if fmt == 0:
-                        state[2] = int.from_bytes(header[7:11], "little")
-                    state[3] = header[:3] == b"\xff\xff\xff"
-                if state[3]:
-                    self._take(4)
-                data = partial.get(csid, b"")
-                data += self._take(min(self._in_chunk, state[0] - len(data)))
-            except (EOFError, OSError):
+                data = self.conn.recv(65536)
+            except OSError:
                 return
-            if len(data) < state[0]:
-                partial[csid] = data
-                continue
-            partial.pop(csid, None)
-            if state[1] == 1:
-                self._in_chunk = struct.unpack(">I", data)[0]
-            message = (state[1], state[2], data)
-            self.received.append(message)
-            yield message
+            if not data:
+                return
 
     def commands(self) -> list[str]:
         return [str(amf_decode(p)[0]) for kind, _, p in self.received if kind == 20]
@@ -910,6 +892,5 @@ def test_amf0_round_trip() -> None:
     ]
     assert amf_decode(amf_encode(*values)) == values
     assert isinstance(amf_decode(amf_encode(EcmaArray(a=1.0)))[0], EcmaArray)
-    assert amf_decode(amf_encode("x") + b"\x02\x00\x05ab") == [
-        "x"
-    ]  # truncated: kept what came before
+    with pytest.raises(AmfError, match="truncated AMF0 string"):
+        amf_decode(amf_encode("x") + b"\x02\x00\x05ab")

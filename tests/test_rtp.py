@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-import os
 import struct
 from fractions import Fraction
 
-import pytest
-
-from gateway.forward import rtsp
-from gateway.forward.rtp import MAX_PAYLOAD, RtpTrack
-from gateway.forward.sdp import describe
 from gateway.media.packet import Track
+from gateway.push.rtsp.auth import Credentials
+from gateway.push.rtsp.rtp import MAX_PAYLOAD, RtpTrack
+from gateway.push.rtsp.sdp import describe
 
 SPS = bytes.fromhex("6742c01eda0280bfe5c05a83030352800000030080000019478b1750")
 PPS = bytes.fromhex("68ce3c80")
@@ -109,20 +106,21 @@ def test_sdp_carries_the_parameter_sets_and_audio_config() -> None:
     assert sdp.endswith("\r\n")
 
 
-def test_digest_response_matches_rfc_2617_example(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_digest_response_matches_rfc_2617_example() -> None:
     challenge = (
         'Digest realm="testrealm@host.com", qop="auth,auth-int", '
         'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"'
     )
-    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex("0a4f113b"))
-    auth = rtsp._Auth.from_challenge(challenge, "Mufasa", "Circle Of Life")
+    auth = Credentials.from_challenges(
+        [challenge], "Mufasa", "Circle Of Life", random=lambda n: bytes.fromhex("0a4f113b")
+    )
     header = auth.header("GET", "/dir/index.html")
     assert 'response="6629fae49393a05397450978507c4ef1"' in header
     assert "nc=00000001" in header and 'opaque="5ccc069c403ebaf9f0171e9517f40e41"' in header
 
 
 def test_basic_credentials() -> None:
-    auth = rtsp._Auth.from_challenge('Basic realm="csu"', "res-0042", "pa:ss")
+    auth = Credentials.from_challenges(['Basic realm="csu"'], "res-0042", "pa:ss")
     token = base64.b64encode(b"res-0042:pa:ss").decode()
     assert auth.header("ANNOUNCE", "rtsp://x/y") == f"Basic {token}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from helpers import make_certificates, spki_pin, wait_until
 
-from gateway.forward.connection import PushError, open_uplink
+from gateway.push.transport import PushError, open_uplink
 from gateway.source.tls import TlsError, TlsLink, TlsPolicy, handshake
 from gateway.source.tlsrelay import DOWN_BUFFER, TlsRelay
 

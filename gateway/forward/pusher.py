@@ -1,7 +1,7 @@
 """The forwarder: a fan-out consumer that pushes one camera to the centre by stream copy.
 
-Each push session opens the uplink (:func:`~gateway.forward.connection.open_uplink`) and speaks
-RTSP or RTMP over it (:mod:`gateway.forward.rtsp`, :mod:`gateway.forward.rtmp`). Every push
+Each push session opens the uplink (:func:`~gateway.push.transport.open_uplink`) and speaks
+RTSP or RTMP over it (:mod:`gateway.push.rtsp`, :mod:`gateway.push.rtmp`). Every push
 starts on a keyframe carrying its parameter sets: the forwarder keeps the current GOP and replays
 it on (re)connection, so the centre has a picture at once instead of waiting up to a GOP. When the
 centre is down, refuses us or the link breaks, it retries quickly (0.2 s, then at most every
@@ -15,12 +15,12 @@ import logging
 import time
 
 from gateway.backoff import Backoff
-from gateway.forward.connection import PushError, open_uplink
-from gateway.forward.publisher import Publisher, PushUrl
 from gateway.forward.target import UplinkTarget
 from gateway.media.gop import GopCache
 from gateway.media.packet import Packet, SessionInfo, Track
 from gateway.media.params import with_parameter_sets
+from gateway.push.publisher import Publisher, PushUrl
+from gateway.push.transport import PushError, open_uplink
 from gateway.telemetry.state import ForwardState, ForwardStatus
 
 __all__ = ["FORWARD_QUEUE_BYTES", "GOP_CACHE_BYTES", "Pusher", "open_publisher"]
@@ -41,10 +41,10 @@ def open_publisher(target: UplinkTarget, tracks: tuple[Track, ...]) -> Publisher
         timeout=target.connect_timeout,
     )
     if url.scheme.startswith("rtsp"):
-        from gateway.forward.rtsp import RtspPublisher
+        from gateway.push.rtsp.publisher import RtspPublisher
 
         return RtspPublisher(sock, url, tracks, timeout=target.connect_timeout)
-    from gateway.forward.rtmp import RtmpPublisher
+    from gateway.push.rtmp.publisher import RtmpPublisher
 
     return RtmpPublisher(sock, url, tracks, timeout=target.connect_timeout)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.forward.connection import TlsPolicy
+from gateway.push.transport import TlsPolicy
 
 __all__ = ["ForwardTotals", "UplinkTarget"]
 

@@ -5,8 +5,8 @@ keys, client certificate), so the worker that pushes needs no configuration of i
 from __future__ import annotations
 
 from gateway.config import UplinkConfig
-from gateway.forward.connection import TlsPolicy
 from gateway.forward.target import UplinkTarget
+from gateway.push.transport import TlsPolicy
 
 __all__ = ["uplink_target"]
 

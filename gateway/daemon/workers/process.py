@@ -40,9 +40,9 @@ from gateway.daemon.workers.messages import (
 )
 from gateway.daemon.workers.pipeline import CameraRuntime
 from gateway.daemon.workers.storage import WorkerStorage
-from gateway.forward.publisher import PushUrl
 from gateway.host.threads import name_process
 from gateway.media.ffmpeg import limit_allocations
+from gateway.push.publisher import PushUrl
 from gateway.ratelimit import RateLimitedLog
 from gateway.redact import register_secret
 from gateway.telemetry.events import EventKind, WorkerEventKind

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 from typing import Final
 
-from gateway.forward.rtp import clock_rate
 from gateway.media.bitstream import h264, h265
 from gateway.media.codec import Codec
 from gateway.media.packet import Track
+from gateway.push.rtsp.rtp import clock_rate
 
 __all__ = ["RTSP_CODECS", "describe"]
 

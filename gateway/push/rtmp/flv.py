@@ -1,4 +1,4 @@
-"""FLV bodies as RTMP carries them: AMF0 values, AVC and AAC tag payloads, Annex B conversion.
+"""FLV bodies as RTMP carries them: AVC and AAC tag payloads, Annex B to length-prefixed.
 
 RTMP messages of type 8 (audio), 9 (video) and 18 (data) carry exactly the body of an FLV tag.
 Cameras give H.264 as Annex B (start codes, parameter sets in-band or in the extradata); FLV wants
@@ -8,7 +8,7 @@ an ``AVCDecoderConfigurationRecord`` once and then 4-byte length-prefixed NAL un
 from __future__ import annotations
 
 import struct
-from typing import Final, NamedTuple, TypeAlias
+from typing import Final, NamedTuple
 
 from gateway.media.bitstream import BitstreamError, h264
 from gateway.media.bitstream.h264 import NalType, parameter_sets
@@ -16,121 +16,16 @@ from gateway.media.bitstream.nal import spans
 
 __all__ = [
     "AAC_FRAME",
-    "AmfValue",
     "AvcFrame",
-    "EcmaArray",
     "aac_sequence_header",
-    "amf_decode",
-    "amf_encode",
     "avc_config_record",
     "avc_decoder_config",
     "avc_frame",
     "avc_sequence_header",
 ]
 
-AmfValue: TypeAlias = "float | bool | str | dict[str, AmfValue] | list[AmfValue] | None"
-
-
-class EcmaArray(dict[str, AmfValue]):
-    """An AMF0 ECMA array (what ``onMetaData`` carries); a plain dict encodes as an object."""
-
-
-_NUMBER = struct.Struct(">Bd")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_OBJECT_END = b"\x00\x00\x09"
-
-
-def amf_encode(*values: AmfValue) -> bytes:
-    """AMF0 encoding of ``values``, one after the other (a command: name, transaction, ...)."""
-    out: list[bytes] = []
-    for value in values:
-        _encode(value, out)
-    return b"".join(out)
-
-
-def _encode(value: AmfValue, out: list[bytes]) -> None:
-    if value is None:
-        out.append(b"\x05")
-    elif isinstance(value, bool):
-        out.append(b"\x01\x01" if value else b"\x01\x00")
-    elif isinstance(value, int | float):
-        out.append(_NUMBER.pack(0, float(value)))
-    elif isinstance(value, str):
-        raw = value.encode()
-        if len(raw) > 0xFFFF:
-            out.append(b"\x0c" + _U32.pack(len(raw)) + raw)
-        else:
-            out.append(b"\x02" + _U16.pack(len(raw)) + raw)
-    elif isinstance(value, dict):
-        if isinstance(value, EcmaArray):
-            out.append(b"\x08" + _U32.pack(len(value)))
-        else:
-            out.append(b"\x03")
-        for key, item in value.items():
-            name = key.encode()
-            out.append(_U16.pack(len(name)) + name)
-            _encode(item, out)
-        out.append(_OBJECT_END)
-    else:
-        out.append(b"\x0a" + _U32.pack(len(value)))
-        for item in value:
-            _encode(item, out)
-
-
-def amf_decode(data: bytes) -> list[AmfValue]:
-    """The AMF0 values in ``data``; stops (keeping what came before) at anything malformed."""
-    values: list[AmfValue] = []
-    pos = 0
-    try:
-        while pos < len(data):
-            value, pos = _decode(data, pos)
-            values.append(value)
-    except (IndexError, ValueError, struct.error, UnicodeDecodeError):
-        pass
-    return values
-
-
-def _decode(data: bytes, pos: int) -> tuple[AmfValue, int]:
-    marker = data[pos]
-    pos += 1
-    if marker == 0x00:
-        return struct.unpack_from(">d", data, pos)[0], pos + 8
-    if marker == 0x01:
-        return data[pos] != 0, pos + 1
-    if marker == 0x02:
-        return _string(data, pos, 2)
-    if marker in (0x0C, 0x0F):  # long string, XML document
-        return _string(data, pos, 4)
-    if marker in (0x05, 0x06):  # null, undefined
-        return None, pos
-    if marker in (0x03, 0x08):
-        if marker == 0x08:
-            pos += 4  # approximate count; the end marker is what counts
-        result: dict[str, AmfValue] = EcmaArray() if marker == 0x08 else {}
-        while data[pos : pos + 3] != _OBJECT_END:
-            key, pos = _string(data, pos, 2)
-            result[key], pos = _decode(data, pos)
-        return result, pos + 3
-    if marker == 0x0A:
-        (count,) = _U32.unpack_from(data, pos)
-        pos += 4
-        items: list[AmfValue] = []
-        for _ in range(count):
-            item, pos = _decode(data, pos)
-            items.append(item)
-        return items, pos
-    if marker == 0x0B:  # date: milliseconds, then a time zone nobody uses
-        return struct.unpack_from(">d", data, pos)[0], pos + 10
-    raise ValueError(f"unsupported AMF0 marker {marker:#x}")
-
-
-def _string(data: bytes, pos: int, width: int) -> tuple[str, int]:
-    size = int.from_bytes(data[pos : pos + width], "big")
-    end = pos + width + size
-    if end > len(data):
-        raise ValueError("truncated AMF0 string")
-    return data[pos + width : end].decode(), end
 
 
 # -- H.264 -------------------------------------------------------------------------------------

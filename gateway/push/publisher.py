@@ -1,4 +1,4 @@
-"""What a push protocol implements: one session over an open uplink socket."""
+"""What a push protocol implements (one session over an open uplink socket), and the push URL."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class PushUrl:
 
 
 class Publisher(Protocol):
-    """One push session. Every method may raise :class:`~gateway.forward.connection.PushError`.
+    """One push session. Every method may raise :class:`~gateway.push.error.PushError`.
 
     Built with ``(sock, url, tracks, timeout=...)``; ``sock`` is connected (TLS done) and owned
     by the publisher from then on.
@@ -72,7 +72,7 @@ class Publisher(Protocol):
     @property
     def ready(self) -> bool:
         """A write that does not wait can be made now: nothing is left from the previous one
-        and the socket has room (see :func:`~gateway.forward.connection.writable`)."""
+        and the socket has room (see :func:`~gateway.push.transport.writable`)."""
         ...
 
     def send(self, packet: Packet, *, wait: bool = True) -> None:

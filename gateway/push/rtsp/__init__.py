@@ -1,0 +1,1 @@
+"""RTSP push: messages, authentication, SDP, RTP/RTCP, the session, the publisher."""
