@@ -413,3 +413,46 @@ def test_seal_heads_are_published_retained_and_match_the_journals(
         assert cut.returncode == 1 and "entries removed from the end" in cut.stdout, cut.stdout
     finally:
         watcher.close()
+
+
+def test_a_slow_command_does_not_hold_up_events_and_status(broker: Broker) -> None:
+    """A forward command may wait (a pusher slow to close, the journal's fsync): the events and
+    status published meanwhile must not wait with it."""
+    import threading
+
+    from gateway.config.mqtt import MqttConfig
+    from gateway.telemetry.events import EventBus
+    from gateway.telemetry.mqtt import MqttPublisher
+    from gateway.telemetry.mqtt.publisher import MqttView
+
+    release = threading.Event()
+    taken: list[tuple[str, bytes]] = []
+
+    def slow_command(camera_id: str, payload: bytes) -> None:
+        taken.append((camera_id, payload))
+        release.wait(10)
+
+    bus = EventBus()
+    publisher = MqttPublisher(
+        MqttConfig.model_validate(_mqtt(broker)),
+        site_id="res-0042",
+        view=lambda: MqttView(uptime=1.0, cameras=[], storage=None, clock_synchronized=None),
+        events=bus.subscribe(),
+        on_command=slow_command,
+    )
+    watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/#")
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.connected, 10, "the publisher to connect")
+        watcher.publish(f"{P}/cameras/hall/forward/set", '{"action": "stop"}')
+        wait_until(lambda: taken, 5, "the command to be taken")
+        sent = time.monotonic()
+        bus.emit("storage_error", reason="while a command waits")
+        wait_until(lambda: watcher.events("storage_error"), 5, "the event")
+        delay = time.monotonic() - sent
+        assert delay < 1.5, f"the event waited {delay:.1f} s for the command"
+        assert publisher.alive
+    finally:
+        release.set()
+        publisher.stop()
+        watcher.close()

@@ -13,7 +13,8 @@ Topics, with ``P = <topic_prefix>/<site_id>``:
 - ``P/cameras/<id>/forward/set``: forward commands, QoS 1.
 
 paho's network thread keeps the connection (and reconnects, backing off from 1 s to 30 s);
-this module's own thread builds and publishes payloads, so nothing here ever waits on the broker
+this module's own thread builds and publishes payloads, and another carries out the commands in
+order (a slow one never holds up the status), so nothing here ever waits on the broker
 from a camera's or a recorder's thread. While the broker is away, the latest status is kept
 (and republished on reconnection) and events wait in a bounded queue. MQTT 5 is tried first;
 a broker that refuses the protocol version gets MQTT 3.1.1.
@@ -102,10 +103,13 @@ class MqttPublisher:
         self._last_sent: dict[str, float] = {}
         self._last_problem: str | None = None
         self._thread = threading.Thread(target=self._run, name="gateway:mqtt", daemon=True)
+        self._command_thread = threading.Thread(
+            target=self._serve_commands, name="gateway:mqtt-cmd", daemon=True
+        )
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and self._command_thread.is_alive()
 
     @property
     def connected(self) -> bool:
@@ -123,11 +127,13 @@ class MqttPublisher:
     def start(self) -> None:
         self._client = self._connect()
         self._thread.start()
+        self._command_thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish ``offline`` (retained) and disconnect cleanly."""
         self._stop.set()
         self._thread.join(timeout)
+        self._command_thread.join(timeout)
         client = self._client
         if client is None:
             return
@@ -231,16 +237,24 @@ class MqttPublisher:
             if self._downgrade.is_set():
                 self._downgrade.clear()
                 self._switch_to_311()
-            while not self._commands.empty():
-                camera_id, payload = self._commands.get_nowait()
-                try:
-                    self._on_command(camera_id, payload)
-                except Exception:
-                    _failed.log("MQTT: command for camera %s failed", camera_id, exc_info=True)
             if self.connected:
                 self._publish_status()
                 self._publish_events()
             self._events.wait(0.5)
+
+    def _serve_commands(self) -> None:
+        """Commands in the order they came, on a thread of their own: a command that waits
+        (a stop for a pusher that is slow to close, a start waiting for the journal's fsync)
+        never holds up the status and events published meanwhile."""
+        while not self._stop.is_set():
+            try:
+                camera_id, payload = self._commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._on_command(camera_id, payload)
+            except Exception:
+                _failed.log("MQTT: command for camera %s failed", camera_id, exc_info=True)
 
     def _switch_to_311(self) -> None:
         log.warning("MQTT: the broker does not speak MQTT 5; using MQTT 3.1.1")
