@@ -1,8 +1,8 @@
 """The recording index: one SQLite row per finished segment, rebuildable from the files alone.
 
-Paths are stored relative to the storage root. The daemon is the only writer; the command line
-reads concurrently (WAL mode). Gaps are not stored: they are the holes between consecutive
-segments of a camera, computed when listing.
+Its queries and running totals; the database file itself (tables, migrations, rows to records,
+damage) is :mod:`gateway.storage.index_schema`. Paths are relative to the storage root. The
+daemon is the only writer; the command line reads concurrently (WAL mode).
 
 Files moved to the quarantine hold images too, so they have their own table and count in the
 totals that retention enforces. A damaged database is reported as :class:`IndexCorrupt`; the
@@ -11,17 +11,31 @@ storage then sets it aside with :func:`set_aside` (never deleting it) and rebuil
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.storage.record import Segment
+from gateway.storage.index_schema import (
+    COLUMNS,
+    LATER_COLUMNS,
+    Q_COLUMNS,
+    UPDATED,
+    IndexCorrupt,
+    QuarantinedFile,
+    check_integrity,
+    columns,
+    is_corrupt,
+    migrate,
+    quarantined_from_row,
+    segment_from_row,
+    segment_values,
+    select_columns,
+    set_aside,
+)
+from gateway.storage.record import GAP_TOLERANCE, Gap, Segment, gaps
 
 __all__ = [
     "GAP_TOLERANCE",
@@ -32,106 +46,6 @@ __all__ = [
     "gaps",
     "set_aside",
 ]
-
-GAP_TOLERANCE = 0.5
-"""Seconds between two segments of a camera that still count as continuous."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS segments (
-    path TEXT PRIMARY KEY,
-    camera TEXT NOT NULL,
-    start REAL NOT NULL,
-    end REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    frames INTEGER NOT NULL,
-    codec TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    has_audio INTEGER NOT NULL,
-    flags TEXT NOT NULL DEFAULT '',
-    sha256 TEXT,
-    clock_synced INTEGER,
-    ended TEXT NOT NULL DEFAULT 'cut',
-    seal_seq INTEGER
-);
-CREATE INDEX IF NOT EXISTS segments_start ON segments (start);
-CREATE INDEX IF NOT EXISTS segments_camera_start ON segments (camera, start);
-CREATE TABLE IF NOT EXISTS quarantine (
-    path TEXT PRIMARY KEY,
-    camera TEXT NOT NULL,
-    start REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    moved_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS quarantine_start ON quarantine (start);
-"""
-_COLUMNS = "path, camera, start, end, bytes, frames, codec, width, height, has_audio"
-"""Queries are put together from the fixed names here (``_COLUMNS``, ``_LATER_COLUMNS``,
-``_UPDATED``, ``_Q_COLUMNS``) and fixed clauses, never from input; values are always bound
-(``?``). Hence the ``noqa: S608`` marks on those queries."""
-_LATER_COLUMNS = {
-    "flags": ("TEXT NOT NULL DEFAULT ''", "''"),
-    "sha256": ("TEXT", "NULL"),
-    "clock_synced": ("INTEGER", "NULL"),
-    "ended": ("TEXT NOT NULL DEFAULT 'cut'", "'cut'"),
-    "seal_seq": ("INTEGER", "NULL"),
-}
-"""Columns added by later versions: (definition, value read from an index that lacks them)."""
-_UPDATED = (
-    "camera",
-    "start",
-    "end",
-    "bytes",
-    "frames",
-    "codec",
-    "width",
-    "height",
-    "has_audio",
-    "flags",
-    "ended",
-)
-_Q_COLUMNS = "path, camera, start, bytes, reason, moved_at"
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
-
-class IndexCorrupt(sqlite3.DatabaseError):
-    """``index.sqlite3`` is damaged (not a database, or fails ``PRAGMA quick_check``).
-
-    A subclass of ``sqlite3.DatabaseError``, so that code that only knows SQLite errors still
-    treats it as one; ``reason`` says what SQLite found.
-    """
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"index {path} is damaged: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantinedFile:
-    path: str
-    """Relative to the storage root: ``quarantine/<camera>/<day>/<name>``."""
-    camera: str
-    """The camera it was recorded for, or '' when not known."""
-    start: float
-    """Start of the recording (from its name), else the file's modification time: what
-    ``max_age`` is counted from."""
-    bytes: int
-    reason: str
-    moved_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    camera: str
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(slots=True)
@@ -168,7 +82,7 @@ class Index:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._checked = False
-        self._select_columns = f"{_COLUMNS}, {', '.join(_LATER_COLUMNS)}"
+        self._select_columns = f"{COLUMNS}, {', '.join(LATER_COLUMNS)}"
         self._has_quarantine = True
         self._totals: _Totals | None = None
         """Running totals, kept by this process's writes: retention asks every second, and
@@ -195,28 +109,13 @@ class Index:
         db.execute("PRAGMA busy_timeout=5000")
         if not self._readonly:
             if not self._checked:  # before anything is written to it
-                found = [str(r[0]) for r in db.execute("PRAGMA quick_check")]
-                if found != ["ok"]:
-                    raise IndexCorrupt(self.path, "; ".join(found[:3]))
+                check_integrity(db, self.path)
                 self._checked = True
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            present = _columns(db, "segments")
-            for name, (definition, _) in _LATER_COLUMNS.items():
-                if name not in present:  # an index made by an older version
-                    db.execute(f"ALTER TABLE segments ADD COLUMN {name} {definition}")
-            # Sealing asks every second for the rows not sealed yet: a partial index holds only
-            # those (none, most of the time), so the question never scans the table.
-            db.execute(
-                "CREATE INDEX IF NOT EXISTS segments_unsealed ON segments (start) "
-                "WHERE seal_seq IS NULL"
-            )
-        present = _columns(db, "segments")
-        self._select_columns = ", ".join(
-            [_COLUMNS] + [n if n in present else d for n, (_, d) in _LATER_COLUMNS.items()]
-        )
-        self._has_quarantine = bool(_columns(db, "quarantine"))
+            migrate(db)
+        self._select_columns = select_columns(db)
+        self._has_quarantine = bool(columns(db, "quarantine"))
 
     @contextmanager
     def _cursor(self) -> Iterator[sqlite3.Connection]:
@@ -229,7 +128,7 @@ class Index:
             except sqlite3.DatabaseError as exc:
                 # A vanished or remounted disk leaves a dead handle: reopen on the next call.
                 self._close_locked()
-                if _is_corrupt(exc):
+                if is_corrupt(exc):
                     raise IndexCorrupt(self.path, str(exc)) from exc
                 raise
             except sqlite3.Error:
@@ -254,7 +153,7 @@ class Index:
 
     def add_many(self, segments: Iterable[Segment]) -> None:
         batch = list(segments)
-        rows = [_values(s) for s in batch]
+        rows = [segment_values(s) for s in batch]
         with self._cursor() as db:
             totals = self._totals_locked(db)
             db.execute("BEGIN")
@@ -268,9 +167,9 @@ class Index:
                     totals.add(segment.camera, segment.bytes, +1)
                 # A row indexed again (a rebuild) keeps the seal it had.
                 db.executemany(
-                    f"INSERT INTO segments ({_COLUMNS}, {', '.join(_LATER_COLUMNS)}) "  # noqa: S608 - see _COLUMNS
+                    f"INSERT INTO segments ({COLUMNS}, {', '.join(LATER_COLUMNS)}) "  # noqa: S608 - see index_schema.COLUMNS
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
-                    + ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
+                    + ", ".join(f"{c} = excluded.{c}" for c in UPDATED)
                     + ", sha256 = COALESCE(excluded.sha256, sha256)"
                     ", clock_synced = COALESCE(excluded.clock_synced, clock_synced)"
                     ", seal_seq = COALESCE(excluded.seal_seq, seal_seq)",
@@ -323,7 +222,9 @@ class Index:
             args.append(until)
         query += " ORDER BY camera, start"
         with self._cursor() as db:  # connected first: which columns exist is known then
-            return [_row(r) for r in db.execute(f"SELECT {self._select()} {query}", args)]
+            return [
+                segment_from_row(r) for r in db.execute(f"SELECT {self._select()} {query}", args)
+            ]
 
     def oldest(
         self,
@@ -347,20 +248,20 @@ class Index:
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._cursor() as db:
             rows = db.execute(
-                f"SELECT {self._select()} FROM segments {clause}ORDER BY start LIMIT ?",  # noqa: S608 - see _COLUMNS
+                f"SELECT {self._select()} FROM segments {clause}ORDER BY start LIMIT ?",  # noqa: S608 - see index_schema.COLUMNS
                 (*args, limit),
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [segment_from_row(r) for r in rows]
 
     def unsealed(self, limit: int = 64) -> list[Segment]:
         """Segments not in their camera's seal chain yet, oldest first."""
         with self._cursor() as db:
             rows = db.execute(
-                f"SELECT {self._select()} FROM segments WHERE seal_seq IS NULL "  # noqa: S608 - see _COLUMNS
+                f"SELECT {self._select()} FROM segments WHERE seal_seq IS NULL "  # noqa: S608 - see index_schema.COLUMNS
                 "ORDER BY start LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [segment_from_row(r) for r in rows]
 
     def set_sealed(self, path: str, seq: int, sha256: str) -> None:
         with self._cursor() as db:
@@ -371,10 +272,10 @@ class Index:
     def get(self, path: str) -> Segment | None:
         with self._cursor() as db:
             row = db.execute(
-                f"SELECT {self._select()} FROM segments WHERE path = ?",  # noqa: S608 - see _COLUMNS
+                f"SELECT {self._select()} FROM segments WHERE path = ?",  # noqa: S608 - see index_schema.COLUMNS
                 (path,),
             ).fetchone()
-        return None if row is None else _row(row)
+        return None if row is None else segment_from_row(row)
 
     def totals(self) -> tuple[int, int, float | None]:
         """(segment count, bytes, start of the oldest segment).
@@ -407,7 +308,7 @@ class Index:
                     "SELECT bytes FROM quarantine WHERE path = ?", (item.path,)
                 ).fetchone()
                 db.execute(
-                    f"INSERT OR REPLACE INTO quarantine ({_Q_COLUMNS}) VALUES (?,?,?,?,?,?)",  # noqa: S608 - see _COLUMNS
+                    f"INSERT OR REPLACE INTO quarantine ({Q_COLUMNS}) VALUES (?,?,?,?,?,?)",  # noqa: S608 - see index_schema.COLUMNS
                     (item.path, item.camera, item.start, item.bytes, item.reason, item.moved_at),
                 )
                 db.execute("COMMIT")
@@ -438,10 +339,10 @@ class Index:
             if not self._has_quarantine:
                 return []
             rows = db.execute(
-                f"SELECT {_Q_COLUMNS} FROM quarantine ORDER BY start LIMIT ?",  # noqa: S608 - see _COLUMNS
+                f"SELECT {Q_COLUMNS} FROM quarantine ORDER BY start LIMIT ?",  # noqa: S608 - see index_schema.COLUMNS
                 (-1 if limit is None else limit,),
             ).fetchall()
-        return [_quarantined(r) for r in rows]
+        return [quarantined_from_row(r) for r in rows]
 
     def quarantine_paths(self) -> set[str]:
         with self._cursor() as db:
@@ -497,107 +398,3 @@ class Index:
         with self._cursor() as db:
             db.execute("PRAGMA journal_mode=DELETE")
         self.close()
-
-
-def set_aside(path: Path) -> Path:
-    """Rename a damaged index and its ``-wal``/``-shm`` files to ``<name>.corrupt-<UTC stamp>``.
-
-    Nothing is deleted: the copy stays for whoever wants to look at it. The log files are moved
-    first, so that a new index never finds an old log next to it. The caller must have closed
-    every connection to it. Returns the new path of the database file.
-    """
-    stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    attempt = 1
-    while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
-        target = path.with_name(f"{path.name}.corrupt-{stamp}.{attempt}")
-        attempt += 1
-    for suffix in ("-wal", "-shm", ""):
-        with suppress(FileNotFoundError):
-            os.rename(f"{path}{suffix}", f"{target}{suffix}")
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return target
-
-
-def gaps(segments: list[Segment]) -> list[Gap]:
-    """Holes longer than :data:`GAP_TOLERANCE` between consecutive segments of each camera."""
-    found: list[Gap] = []
-    previous: dict[str, Segment] = {}
-    for segment in sorted(segments, key=lambda s: (s.camera, s.start)):
-        before = previous.get(segment.camera)
-        if before is not None and segment.start - before.end > GAP_TOLERANCE:
-            found.append(Gap(segment.camera, before.end, segment.start))
-        previous[segment.camera] = segment
-    return found
-
-
-def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
-
-
-def _values(s: Segment) -> tuple[object, ...]:
-    if any("," in flag for flag in s.flags):
-        raise ValueError(f"segment flag with a comma: {sorted(s.flags)}")
-    return (
-        s.path,
-        s.camera,
-        s.start,
-        s.end,
-        s.bytes,
-        s.frames,
-        s.codec,
-        s.width,
-        s.height,
-        int(s.has_audio),
-        ",".join(sorted(s.flags)),
-        s.sha256,
-        None if s.clock_synced is None else int(s.clock_synced),
-        s.ended,
-        s.seal_seq,
-    )
-
-
-def _row(row: tuple[object, ...]) -> Segment:
-    path, camera, start, end, size, frames, codec, width, height, audio, flags = row[:11]
-    sha256, synced, ended, seal_seq = row[11:]
-    return Segment(
-        path=str(path),
-        camera=str(camera),
-        start=float(start),  # type: ignore[arg-type]
-        end=float(end),  # type: ignore[arg-type]
-        bytes=int(size),  # type: ignore[call-overload]
-        frames=int(frames),  # type: ignore[call-overload]
-        codec=str(codec),
-        width=int(width),  # type: ignore[call-overload]
-        height=int(height),  # type: ignore[call-overload]
-        has_audio=bool(audio),
-        flags=frozenset(f for f in str(flags).split(",") if f),
-        sha256=None if sha256 is None else str(sha256),
-        clock_synced=None if synced is None else bool(synced),
-        ended=str(ended),
-        seal_seq=None if seal_seq is None else int(seal_seq),  # type: ignore[call-overload]
-    )
-
-
-def _quarantined(row: tuple[object, ...]) -> QuarantinedFile:
-    path, camera, start, size, reason, moved_at = row
-    return QuarantinedFile(
-        path=str(path),
-        camera=str(camera),
-        start=float(start),  # type: ignore[arg-type]
-        bytes=int(size),  # type: ignore[call-overload]
-        reason=str(reason),
-        moved_at=float(moved_at),  # type: ignore[arg-type]
-    )

@@ -2,7 +2,8 @@
 
 One record from the file's closing to its eviction: importable without PyAV (the supervisor
 indexes what the workers record). Its path is relative to the storage root, as the index stores
-it; :meth:`Segment.resolve` gives the file's place under a root.
+it; :meth:`Segment.resolve` gives the file's place under a root. Gaps are not stored: they are
+the holes between consecutive segments of a camera (:func:`gaps`), computed when listing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-__all__ = ["ENDED_CUT", "ENDINGS", "Segment", "relative_path"]
+__all__ = ["ENDED_CUT", "ENDINGS", "GAP_TOLERANCE", "Gap", "Segment", "gaps", "relative_path"]
 
 ENDED_CUT = "cut"
 ENDINGS: dict[str, str] = {
@@ -22,6 +23,20 @@ ENDINGS: dict[str, str] = {
     "recovered": "recording was interrupted (crash, power cut or storage error)",
 }
 """Why a segment ended, and what that says about a gap after it."""
+
+GAP_TOLERANCE = 0.5
+"""Seconds between two segments of a camera that still count as continuous."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    camera: str
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
 
 
 def relative_path(path: Path) -> str:
@@ -71,3 +86,15 @@ class Segment:
     def resolve(self, root: Path) -> Path:
         """The file under the storage root ``root``."""
         return root / self.path
+
+
+def gaps(segments: list[Segment]) -> list[Gap]:
+    """Holes longer than :data:`GAP_TOLERANCE` between consecutive segments of each camera."""
+    found: list[Gap] = []
+    previous: dict[str, Segment] = {}
+    for segment in sorted(segments, key=lambda s: (s.camera, s.start)):
+        before = previous.get(segment.camera)
+        if before is not None and segment.start - before.end > GAP_TOLERANCE:
+            found.append(Gap(segment.camera, before.end, segment.start))
+        previous[segment.camera] = segment
+    return found
