@@ -68,7 +68,7 @@ def failure(exc: OSError, stage: Stage, *, timeout: float, what: str = "") -> Pu
 
 def _cause(exc: OSError) -> str:
     if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc.strerror or 'error'}"
+        return f"TLS: {getattr(exc, 'reason', None) or exc.strerror or 'error'}"
     return exc.strerror or type(exc).__name__
 
 

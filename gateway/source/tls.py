@@ -2,7 +2,7 @@
 
 Python's ``ssl`` does the work rather than FFmpeg's TLS, which verifies nothing by default, offers
 no pinning, and cannot be given any TLS option through its RTSP client. The camera pull
-(:mod:`gateway.source.rtsp`) and the uplink (:mod:`gateway.forward.connection`) both call
+(:mod:`gateway.source.rtsp`) and the uplink (:mod:`gateway.push.transport`) both call
 :func:`secure`, so a certificate is judged the same way wherever it comes from.
 """
 

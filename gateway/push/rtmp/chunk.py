@@ -55,7 +55,8 @@ class Message:
 class ChunkWriter:
     """Messages as chunks of ``chunk_size``: type 0 (or type 1 with a delta when the chunk
     stream already carries this message stream and time goes forward), then type 3
-    continuations. One ``bytes`` per message, built with one join."""
+    continuations. One ``bytes`` per message, built with one join. Chunk stream ids are 2 to
+    63 (one-byte basic headers): a publisher needs a handful."""
 
     def __init__(self, chunk_size: int) -> None:
         self.chunk_size = chunk_size
