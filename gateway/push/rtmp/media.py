@@ -11,7 +11,7 @@ the next one, so that each picture is one FLV tag.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TypeAlias
 
 from gateway.media.bitstream.h264 import parameter_sets
 from gateway.media.packet import Packet, Track
@@ -35,13 +35,9 @@ CS_VIDEO = 6
 _MAX_HELD = 256 * 1024
 
 
-class Body(NamedTuple):
-    """One media message to send: chunk stream, message type, time (ms) and the body's parts."""
-
-    csid: int
-    kind: int
-    ms: int
-    parts: Sequence[bytes | memoryview]
+Body: TypeAlias = tuple[int, int, int, Sequence[bytes | memoryview]]
+"""One media message to send: chunk stream, message type, time (ms) and the body's parts (a
+plain tuple: one is made for every packet)."""
 
 
 class FlvMedia:
@@ -91,15 +87,17 @@ class FlvMedia:
                 stereo=audio.channels >= 2,
             )
         meta["encoder"] = "camera-gateway"
-        bodies = [Body(CS_DATA, MessageType.DATA, 0, [encode("@setDataFrame", "onMetaData", meta)])]
+        bodies: list[Body] = [
+            (CS_DATA, MessageType.DATA, 0, [encode("@setDataFrame", "onMetaData", meta)])
+        ]
         if video is not None and video.extradata:
             self._avc_config = avc_decoder_config(video.extradata)
             if self._avc_config is not None:
                 header = avc_sequence_header(self._avc_config)
-                bodies.append(Body(CS_VIDEO, MessageType.VIDEO, 0, [header]))
+                bodies.append((CS_VIDEO, MessageType.VIDEO, 0, [header]))
         if audio is not None and audio.extradata:
             header = aac_sequence_header(audio.extradata)
-            bodies.append(Body(CS_AUDIO, MessageType.AUDIO, 0, [header]))
+            bodies.append((CS_AUDIO, MessageType.AUDIO, 0, [header]))
         return bodies
 
     def bodies(self, packet: Packet) -> list[Body]:
@@ -109,7 +107,7 @@ class FlvMedia:
             return self._video(packet, video)
         if self.audio is not None and packet.track == self.audio.index:
             ms = self._ms(packet.track, packet.dts)
-            return [Body(CS_AUDIO, MessageType.AUDIO, ms, [AAC_FRAME, packet.data])]
+            return [(CS_AUDIO, MessageType.AUDIO, ms, [AAC_FRAME, packet.data])]
         return []
 
     def _video(self, packet: Packet, track: Track) -> list[Body]:
@@ -141,9 +139,9 @@ class FlvMedia:
         elif not self._video_started:
             return []  # a picture that needs an earlier keyframe
         ms = self._ms(track.index, packet.dts)
-        body = Body(CS_VIDEO, MessageType.VIDEO, ms, frame.parts)
+        body = (CS_VIDEO, MessageType.VIDEO, ms, frame.parts)
         if header:
-            return [Body(CS_VIDEO, MessageType.VIDEO, ms, [header]), body]
+            return [(CS_VIDEO, MessageType.VIDEO, ms, [header]), body]
         return [body]
 
     def _ms(self, track: int, ticks: int) -> int:

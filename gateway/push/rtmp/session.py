@@ -281,18 +281,17 @@ class RtmpSession:
 
     def _media_headers(self) -> bytes:
         message, sid = self._writer.message, self.stream_id
-        return b"".join(message(b.csid, b.kind, b.ms, b.parts, sid) for b in self.media.headers())
+        return b"".join(message(*body, sid) for body in self.media.headers())
 
     def send(self, packet: Packet) -> bytes:
         """The bytes that carry one packet (empty: nothing to send for it yet)."""
-        if not self.publishing:
+        if self.stage != "publishing":
             raise PushError("not publishing")
         bodies = self.media.bodies(packet)
         message, sid = self._writer.message, self.stream_id
         if len(bodies) == 1:
-            body = bodies[0]
-            return message(body.csid, body.kind, body.ms, body.parts, sid)
-        return b"".join(message(b.csid, b.kind, b.ms, b.parts, sid) for b in bodies)
+            return message(*bodies[0], sid)
+        return b"".join(message(*body, sid) for body in bodies)
 
     def close(self) -> bytes:
         """FCUnpublish and deleteStream if publishing (empty otherwise); the session is over."""
