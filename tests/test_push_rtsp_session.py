@@ -190,7 +190,7 @@ def test_authentication_errors(url: str, reply: bytes, words: str) -> None:
         (answer(1, "200 OK", "Content-Length: 999999999"), "RTSP body of 999999999 bytes"),
         (answer(1, "200 OK", "Content-Length: -5"), "malformed Content-Length"),
         (answer(1, "200 OK", "Server: caf\xe9".encode("latin-1").decode("latin-1")), ""),
-        (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nServer: caf\xe9\r\n\r\n", "not UTF-8"),
+        (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nServer: caf\xe9\r\n\r\n", ""),
         (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nno colon here\r\n\r\n", "malformed RTSP header"),
         (b"RTSP/1.0 200 OK\r\nX: " + b"y" * 70_000, "RTSP header longer than 65536 bytes"),
         (
@@ -202,7 +202,7 @@ def test_authentication_errors(url: str, reply: bytes, words: str) -> None:
 def test_malformed_or_refusing_answers(reply: bytes, words: str) -> None:
     s = session()
     s.start()
-    if not words:  # UTF-8 text beyond ASCII is fine
+    if not words:  # text beyond ASCII is fine, in UTF-8 or Latin-1
         assert s.receive(reply) == [Answered("OPTIONS")]
         return
     assert words in failure(s, reply).reason

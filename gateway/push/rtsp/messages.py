@@ -3,8 +3,8 @@
 The server's stream holds responses, interleaved binary frames (``$``, channel, length: RTCP
 receiver reports, skipped) and now and then a request of its own (skipped too). Anything
 malformed raises :class:`~gateway.push.error.PushError` naming it: a status line that is not
-RTSP, headers that are not UTF-8 or longer than :data:`MAX_HEAD`, a Content-Length that is not
-a number or more than :data:`MAX_BODY`.
+RTSP, headers longer than :data:`MAX_HEAD`, a Content-Length that is not a number or more than
+:data:`MAX_BODY`. Headers that are not UTF-8 are read as Latin-1, not refused.
 """
 
 from __future__ import annotations
@@ -80,10 +80,13 @@ class StreamParser:
             if len(buf) > MAX_HEAD:
                 raise PushError(f"the centre sent an RTSP header longer than {MAX_HEAD} bytes")
             return None
+        raw = bytes(buf[:end])
         try:
-            head = bytes(buf[:end]).decode()
+            head = raw.decode()
         except UnicodeDecodeError:
-            raise PushError("the centre sent an RTSP header that is not UTF-8") from None
+            # RTSP says UTF-8, but a centre's Server: or realm in Latin-1 must not cut the
+            # police's feed: the fields we act on are ASCII, so read it byte for byte.
+            head = raw.decode("latin-1")
         lines = head.split("\r\n")
         headers: dict[str, str] = {}
         challenges: list[str] = []
