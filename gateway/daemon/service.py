@@ -28,8 +28,9 @@ from gateway.config import CameraConfig, Config, ConfigError, config_warnings, l
 from gateway.daemon.control import ControlServer, Peer
 from gateway.daemon.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
 from gateway.daemon.systemd import Notifier
+from gateway.daemon.workers.handle import WorkerHandle
 from gateway.daemon.workers.messages import WorkerSettings
-from gateway.daemon.workers.supervisor import Supervisor, WorkerHandle
+from gateway.daemon.workers.supervisor import Supervisor
 from gateway.evidence.box import Integrity, config_digest
 from gateway.evidence.child import run_child_export
 from gateway.forward.commands import CommandError, decode_mqtt_command, parse_command

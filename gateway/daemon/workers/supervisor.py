@@ -1,4 +1,9 @@
-"""Watching the camera workers: start them, mirror their status, restart the ones that fail.
+"""Longer than 400 lines: the supervision loop and the rules it applies to each worker (when
+to kill, restart, deprioritise) are one thread's state and read best together; a camera's
+handle and mirror are in :mod:`~gateway.daemon.workers.handle`, the /proc reads in
+:mod:`gateway.host.proc`.
+
+Watching the camera workers: start them, mirror their status, restart the ones that fail.
 
 One thread (``gateway:workers``) owns the fork server, every worker's channel and pidfd, and
 the rules below; other threads only ask it for things (add, remove, stop) and read the mirrors.
@@ -26,13 +31,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-import pickle
-import select
 import selectors
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -41,11 +43,10 @@ from gateway.backoff import Backoff
 from gateway.config import CameraConfig
 from gateway.daemon.workers.channel import Channel, ChannelClosedError, ChannelError, channel_pair
 from gateway.daemon.workers.forkserver import ForkServer, ForkServerError, exit_reason
+from gateway.daemon.workers.handle import WorkerHandle, WorkerProcess
 from gateway.daemon.workers.messages import (
     UP_EVENTS,
     Event,
-    ForwardStart,
-    ForwardStop,
     ForwardStopped,
     SegmentAborted,
     SegmentFinished,
@@ -57,23 +58,17 @@ from gateway.daemon.workers.messages import (
     WorkerSettings,
     decode_up,
 )
-from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.host.proc import CLOCK_TICKS, cpu_ticks, exited, resident_bytes
 from gateway.media.fmp4 import Fmp4Error, scan
 from gateway.source.timeouts import OPEN_TIMEOUT
 from gateway.storage.naming import parse_segment_path
 from gateway.storage.record import Segment, relative_path
-from gateway.storage.store import STUCK_AFTER, Storage
+from gateway.storage.store import Storage
 from gateway.telemetry.events import EventBus
-from gateway.telemetry.state import STALLED_AFTER, CameraStatus
+from gateway.telemetry.state import STALLED_AFTER
 from gateway.units import format_size
 
-__all__ = [
-    "NOT_RESPONDING",
-    "NO_PICTURE_LIMIT",
-    "OPEN_LIMIT",
-    "Supervisor",
-    "WorkerHandle",
-]
+__all__ = ["NOT_RESPONDING", "NO_PICTURE_LIMIT", "OPEN_LIMIT", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -83,221 +78,21 @@ OPEN_LIMIT = OPEN_TIMEOUT + 2.0
 NO_PICTURE_LIMIT = 6.0
 """Seconds connected without a picture before the worker is killed. FFmpeg ends a silent
 session by itself after at most 4 s; this catches the camera that keeps sending bytes."""
-RESTART_INITIAL, RESTART_MAX = 1.0, 30.0
 HEALTHY_FOR = 60.0
 """A worker that ran this long without failing resets its restart backoff."""
 TICK = 0.5
 MEMORY_EVERY = 1.0
-COMMAND_WAIT = 1.0
 STALL = 2.0
 """Seconds late the supervision loop itself may come round before it stops judging workers by
 their silence for that turn: under a CPU overload the supervisor is late too, and a worker's
 silence is then the supervisor's own."""
 BATCH = 64
 """Messages read from one worker per turn, so that a chatty worker cannot starve the others."""
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-_TICKS = os.sysconf("SC_CLK_TCK")
 CPU_HOG = 0.5
 """Share of one core above which a worker counts as hogging: a 1080p camera's worker uses about
 1 %, a 4K one a few percent."""
 CPU_HOG_FOR = 3
 """Consecutive seconds of hogging before the worker is deprioritised."""
-
-
-@dataclass(slots=True)
-class _Totals:
-    """Counters of the camera's earlier workers, added to the current one's."""
-
-    sessions: int = 0
-    frames: int = 0
-    bytes_received: int = 0
-    timestamp_repairs: int = 0
-    segments: int = 0
-    bytes_written: int = 0
-    skipped_packets: int = 0
-    no_keyframe_cuts: int = 0
-    bytes_sent: int = 0
-    forward_dropped: int = 0
-    forward_reconnects: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Process:
-    pid: int
-    pidfd: int
-    channel: Channel
-    started: float
-    last_message: float
-    report: Status | None = None
-    report_at: float = 0.0
-    kill_reason: str | None = None
-    stopping: bool = False
-    stop_deadline: float = 0.0
-    termed: bool = False
-    killed: bool = False
-    clean: bool = False
-    """It said :class:`Stopped`: every segment was finalised."""
-    next_memory: float = 0.0
-    channel_open: bool = True
-    cpu_ticks: int = 0
-    cpu_at: float = 0.0
-    cpu_hot: int = 0
-    niced: bool = False
-
-    def signal(self, number: int) -> None:
-        with contextlib.suppress(ProcessLookupError, OSError):
-            signal.pidfd_send_signal(self.pidfd, number)
-
-    def send(self, message: object) -> bool:
-        """Send a command, waiting at most :data:`COMMAND_WAIT`: a worker that does not read
-        its channel is caught by the liveness rules, not waited for."""
-        if not self.channel_open:
-            return False
-        try:
-            return self.channel.send(pickle.dumps(message), COMMAND_WAIT)
-        except ChannelError:
-            return False
-
-
-class WorkerHandle:
-    """One camera as the supervisor sees it: its configuration, the mirror of its status, and
-    its current worker. The forward manager drives its forward through :meth:`start_forward`
-    and :meth:`stop_forward`."""
-
-    def __init__(self, camera: CameraConfig, settings: WorkerSettings) -> None:
-        self.camera = camera
-        self.settings = settings
-        self.status = CameraStatus(id=camera.id, url=camera.display_url)
-        self.status.recorder.enabled = camera.record
-        self.enabled = camera.record or settings.forwarded
-        """False for a camera neither recorded nor forwarded: no worker at all."""
-        if not self.enabled:
-            self.status.set_state("disabled")
-        self.first_attempt = threading.Event()
-        self.ended = threading.Event()
-        """Set once the handle is removed and its last worker is gone."""
-        self.wanted = True
-        self.stop_timeout = 5.0
-        self.process: _Process | None = None
-        self.restart_at = 0.0
-        self.backoff = Backoff(initial=RESTART_INITIAL, maximum=RESTART_MAX)
-        self._base = _Totals()
-        self._forward: ForwardStart | None = None
-        self._replies: dict[str, ForwardStopped] = {}
-        self._cond = threading.Condition()
-        if not self.enabled:
-            self.first_attempt.set()
-
-    # -- the forward link --------------------------------------------------------------------
-
-    def start_forward(self, session: str, target: UplinkTarget, queue: float) -> None:
-        """Send the camera to the centre (again after each worker restart, until stopped)."""
-        command = ForwardStart(session=session, target=target, queue=queue)
-        with self._cond:
-            self._forward = command
-        process = self.process
-        if process is not None:
-            process.send(command)
-
-    def stop_forward(self, session: str, timeout: float = 2.0) -> ForwardTotals:
-        """Stop the push; the counters when it stopped (the latest known if the worker does not
-        answer in time)."""
-        with self._cond:
-            self._forward = None
-            self._replies.pop(session, None)
-        process = self.process
-        if process is not None and process.send(ForwardStop(session=session)):
-            with self._cond:
-                self._cond.wait_for(lambda: session in self._replies, timeout)
-                reply = self._replies.pop(session, None)
-            if reply is not None:
-                self._apply_forward(reply.bytes_sent, reply.dropped_frames, reply.reconnects)
-        forward = self.status.forward
-        return ForwardTotals(forward.bytes_sent, forward.dropped_frames, forward.reconnects)
-
-    @property
-    def forward_command(self) -> ForwardStart | None:
-        with self._cond:
-            return self._forward
-
-    def forward_replied(self, reply: ForwardStopped) -> None:
-        with self._cond:
-            self._replies[reply.session] = reply
-            self._cond.notify_all()
-
-    # -- the mirror ----------------------------------------------------------------------------
-
-    def apply(self, report: Status) -> None:
-        """Update the mirror from the current worker's report."""
-        base, status = self._base, self.status
-        camera = report.camera
-        if status.state != camera.state:
-            status.state, status.since = camera.state, camera.since
-        if camera.error is not None or camera.state != "starting":
-            status.error = camera.error  # a new worker's first words keep the restart reason
-        status.sessions = base.sessions + camera.sessions
-        status.reconnects = max(0, status.sessions - 1)
-        status.frames = base.frames + camera.frames
-        status.bytes_received = base.bytes_received + camera.bytes_received
-        if camera.last_frame is not None:
-            status.last_frame_monotonic = camera.last_frame
-        if camera.codec is not None:
-            status.codec, status.width, status.height = camera.codec, camera.width, camera.height
-        status.fps, status.bitrate = camera.fps, camera.bitrate
-        status.timestamp_repairs = base.timestamp_repairs + camera.timestamp_repairs
-        recorder, rec = status.recorder, report.recorder
-        recorder.recording, recorder.error = rec.recording, rec.error
-        recorder.segments = base.segments + rec.segments
-        recorder.bytes_written = base.bytes_written + rec.bytes_written
-        recorder.current_segment = rec.current_segment
-        recorder.skipped_packets = base.skipped_packets + rec.skipped_packets
-        recorder.no_keyframe_cuts = base.no_keyframe_cuts + rec.no_keyframe_cuts
-        if rec.stuck_for > STUCK_AFTER:
-            recorder.recording = False
-            recorder.error = f"storage not answering: a write has waited {rec.stuck_for:.0f} s"
-        forward, fwd = status.forward, report.forward
-        if forward.state != fwd.state:
-            forward.state, forward.since = fwd.state, fwd.since
-        forward.error = fwd.error
-        self._apply_forward(fwd.bytes_sent, fwd.dropped_frames, fwd.reconnects)
-        dropped = dict(base.dropped)
-        for name, count in report.dropped.items():
-            dropped[name] = dropped.get(name, 0) + count
-        status.dropped_frames = dropped
-        if report.progress.attempted:
-            self.first_attempt.set()
-
-    def _apply_forward(self, sent: int, dropped: int, reconnects: int) -> None:
-        forward, base = self.status.forward, self._base
-        forward.bytes_sent = base.bytes_sent + sent
-        forward.dropped_frames = base.forward_dropped + dropped
-        forward.reconnects = base.forward_reconnects + reconnects
-
-    def fold(self, report: Status | None) -> None:
-        """The worker is gone: its counters become part of the base of the next one."""
-        status = self.status
-        if report is not None:
-            self.apply(report)
-        base = self._base
-        base.sessions = status.sessions
-        base.frames, base.bytes_received = status.frames, status.bytes_received
-        base.timestamp_repairs = status.timestamp_repairs
-        recorder = status.recorder
-        base.segments, base.bytes_written = recorder.segments, recorder.bytes_written
-        base.skipped_packets, base.no_keyframe_cuts = (
-            recorder.skipped_packets,
-            recorder.no_keyframe_cuts,
-        )
-        forward = status.forward
-        base.bytes_sent, base.forward_dropped = forward.bytes_sent, forward.dropped_frames
-        base.forward_reconnects = forward.reconnects
-        base.dropped = dict(status.dropped_frames)
-        status.fps = status.bitrate = 0.0
-        status.recorder.recording = False
-        status.recorder.current_segment = None
-        if forward.state != "off":
-            forward.state = "connecting"
 
 
 class Supervisor:
@@ -511,10 +306,10 @@ class Supervisor:
         else:
             self._describe_delay(handle, process, now)
 
-    def _verdict(self, handle: WorkerHandle, process: _Process, now: float) -> str | None:
+    def _verdict(self, handle: WorkerHandle, process: WorkerProcess, now: float) -> str | None:
         """Why the worker must be killed now, or None."""
         silent = now - process.last_message
-        if not process.channel_open and _exited(process.pidfd):
+        if not process.channel_open and exited(process.pidfd):
             return None  # dead already: the fork server's note will say how
         if silent > NOT_RESPONDING or (not process.channel_open and silent > 1.0):
             return f"its worker stopped responding ({silent:.0f} s without a word)"
@@ -533,7 +328,7 @@ class Supervisor:
                 return "a thread of its worker has died"
         if now >= process.next_memory:
             process.next_memory = now + MEMORY_EVERY
-            resident = _resident_bytes(process.pid)
+            resident = resident_bytes(process.pid)
             handle.status.worker.resident_bytes = resident
             if resident > handle.settings.memory_max:
                 return (
@@ -543,13 +338,13 @@ class Supervisor:
             self._watch_cpu(handle, process, now)
         return None
 
-    def _watch_cpu(self, handle: WorkerHandle, process: _Process, now: float) -> None:
+    def _watch_cpu(self, handle: WorkerHandle, process: WorkerProcess, now: float) -> None:
         """A worker that keeps a core busy (a camera sending an endless header line makes
         FFmpeg read it a byte at a time) is moved to the lowest priority: it then runs only on
         what the other cameras leave, and cannot starve them or the daemon."""
-        ticks = _cpu_ticks(process.pid)
+        ticks = cpu_ticks(process.pid)
         if process.cpu_at:
-            share = (ticks - process.cpu_ticks) / _TICKS / (now - process.cpu_at)
+            share = (ticks - process.cpu_ticks) / CLOCK_TICKS / (now - process.cpu_at)
             handle.status.worker.cpu = share
             process.cpu_hot = process.cpu_hot + 1 if share > CPU_HOG else 0
             if process.cpu_hot >= CPU_HOG_FOR and not process.niced:
@@ -564,7 +359,7 @@ class Supervisor:
                 )
         process.cpu_ticks, process.cpu_at = ticks, now
 
-    def _describe_delay(self, handle: WorkerHandle, process: _Process, now: float) -> None:
+    def _describe_delay(self, handle: WorkerHandle, process: WorkerProcess, now: float) -> None:
         """Say within seconds what a late camera is doing, before any rule fires."""
         report = process.report
         if report is None:
@@ -578,7 +373,7 @@ class Supervisor:
         if opening and opening + lag > STALLED_AFTER + 1 and status.error is None:
             status.error = f"no answer to the connection attempt for {opening + lag:.0f} s"
 
-    def _kill(self, handle: WorkerHandle, process: _Process, reason: str) -> None:
+    def _kill(self, handle: WorkerHandle, process: WorkerProcess, reason: str) -> None:
         process.kill_reason = reason
         process.killed = True
         handle.status.error = f"{reason}; worker restarting"
@@ -598,7 +393,7 @@ class Supervisor:
         finally:
             theirs.close()
         now = time.monotonic()
-        process = _Process(
+        process = WorkerProcess(
             pid=spawned.pid,
             pidfd=spawned.pidfd,
             channel=Channel(ours),
@@ -642,13 +437,13 @@ class Supervisor:
                 self._close_channel(process)
                 return
 
-    def _close_channel(self, process: _Process) -> None:
+    def _close_channel(self, process: WorkerProcess) -> None:
         if process.channel_open:
             process.channel_open = False
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(process.channel.fileno())
 
-    def _dispatch(self, handle: WorkerHandle, process: _Process, message: object) -> None:
+    def _dispatch(self, handle: WorkerHandle, process: WorkerProcess, message: object) -> None:
         camera = handle.camera.id
         if isinstance(message, Status):
             process.report, process.report_at = message, process.last_message
@@ -765,30 +560,6 @@ def _picture_age(report: Status, lag: float) -> float | None:
         return None
     age = progress.picture_age if progress.picture_age is not None else progress.connected_for
     return age + lag
-
-
-def _exited(pidfd: int) -> bool:
-    """The process behind ``pidfd`` has ended (a pidfd polls readable then)."""
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _resident_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def segment_info(camera: str, path: Path, flags: frozenset[str]) -> Segment:

@@ -1,0 +1,230 @@
+"""One camera as the supervisor sees it: its configuration, the mirror of its status (counters
+summed over its successive workers), its current worker process, and the forward link the
+forward manager drives."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import signal
+import threading
+from dataclasses import dataclass, field
+
+from gateway.backoff import Backoff
+from gateway.config import CameraConfig
+from gateway.daemon.workers.channel import Channel, ChannelError
+from gateway.daemon.workers.messages import (
+    ForwardStart,
+    ForwardStop,
+    ForwardStopped,
+    Status,
+    WorkerSettings,
+)
+from gateway.forward.target import ForwardTotals, UplinkTarget
+from gateway.storage.store import STUCK_AFTER
+from gateway.telemetry.state import CameraStatus
+
+__all__ = ["COMMAND_WAIT", "RESTART_INITIAL", "RESTART_MAX", "WorkerHandle", "WorkerProcess"]
+
+RESTART_INITIAL, RESTART_MAX = 1.0, 30.0
+"""Backoff of a camera's worker restarts, in seconds."""
+COMMAND_WAIT = 1.0
+"""Longest wait to hand a worker a command."""
+
+
+@dataclass(slots=True)
+class _Totals:
+    """Counters of the camera's earlier workers, added to the current one's."""
+
+    sessions: int = 0
+    frames: int = 0
+    bytes_received: int = 0
+    timestamp_repairs: int = 0
+    segments: int = 0
+    bytes_written: int = 0
+    skipped_packets: int = 0
+    no_keyframe_cuts: int = 0
+    bytes_sent: int = 0
+    forward_dropped: int = 0
+    forward_reconnects: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WorkerProcess:
+    """A camera's current worker process, as its supervisor tends it."""
+
+    pid: int
+    pidfd: int
+    channel: Channel
+    started: float
+    last_message: float
+    report: Status | None = None
+    report_at: float = 0.0
+    kill_reason: str | None = None
+    stopping: bool = False
+    stop_deadline: float = 0.0
+    termed: bool = False
+    killed: bool = False
+    clean: bool = False
+    """It said :class:`Stopped`: every segment was finalised."""
+    next_memory: float = 0.0
+    channel_open: bool = True
+    cpu_ticks: int = 0
+    cpu_at: float = 0.0
+    cpu_hot: int = 0
+    niced: bool = False
+
+    def signal(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self.pidfd, number)
+
+    def send(self, message: object) -> bool:
+        """Send a command, waiting at most :data:`COMMAND_WAIT`: a worker that does not read
+        its channel is caught by the liveness rules, not waited for."""
+        if not self.channel_open:
+            return False
+        try:
+            return self.channel.send(pickle.dumps(message), COMMAND_WAIT)
+        except ChannelError:
+            return False
+
+
+class WorkerHandle:
+    """One camera as the supervisor sees it: its configuration, the mirror of its status, and
+    its current worker. The forward manager drives its forward through :meth:`start_forward`
+    and :meth:`stop_forward`."""
+
+    def __init__(self, camera: CameraConfig, settings: WorkerSettings) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.status = CameraStatus(id=camera.id, url=camera.display_url)
+        self.status.recorder.enabled = camera.record
+        self.enabled = camera.record or settings.forwarded
+        """False for a camera neither recorded nor forwarded: no worker at all."""
+        if not self.enabled:
+            self.status.set_state("disabled")
+        self.first_attempt = threading.Event()
+        self.ended = threading.Event()
+        """Set once the handle is removed and its last worker is gone."""
+        self.wanted = True
+        self.stop_timeout = 5.0
+        self.process: WorkerProcess | None = None
+        self.restart_at = 0.0
+        self.backoff = Backoff(initial=RESTART_INITIAL, maximum=RESTART_MAX)
+        self._base = _Totals()
+        self._forward: ForwardStart | None = None
+        self._replies: dict[str, ForwardStopped] = {}
+        self._cond = threading.Condition()
+        if not self.enabled:
+            self.first_attempt.set()
+
+    # -- the forward link --------------------------------------------------------------------
+
+    def start_forward(self, session: str, target: UplinkTarget, queue: float) -> None:
+        """Send the camera to the centre (again after each worker restart, until stopped)."""
+        command = ForwardStart(session=session, target=target, queue=queue)
+        with self._cond:
+            self._forward = command
+        process = self.process
+        if process is not None:
+            process.send(command)
+
+    def stop_forward(self, session: str, timeout: float = 2.0) -> ForwardTotals:
+        """Stop the push; the counters when it stopped (the latest known if the worker does not
+        answer in time)."""
+        with self._cond:
+            self._forward = None
+            self._replies.pop(session, None)
+        process = self.process
+        if process is not None and process.send(ForwardStop(session=session)):
+            with self._cond:
+                self._cond.wait_for(lambda: session in self._replies, timeout)
+                reply = self._replies.pop(session, None)
+            if reply is not None:
+                self._apply_forward(reply.bytes_sent, reply.dropped_frames, reply.reconnects)
+        forward = self.status.forward
+        return ForwardTotals(forward.bytes_sent, forward.dropped_frames, forward.reconnects)
+
+    @property
+    def forward_command(self) -> ForwardStart | None:
+        with self._cond:
+            return self._forward
+
+    def forward_replied(self, reply: ForwardStopped) -> None:
+        with self._cond:
+            self._replies[reply.session] = reply
+            self._cond.notify_all()
+
+    # -- the mirror ----------------------------------------------------------------------------
+
+    def apply(self, report: Status) -> None:
+        """Update the mirror from the current worker's report."""
+        base, status = self._base, self.status
+        camera = report.camera
+        if status.state != camera.state:
+            status.state, status.since = camera.state, camera.since
+        if camera.error is not None or camera.state != "starting":
+            status.error = camera.error  # a new worker's first words keep the restart reason
+        status.sessions = base.sessions + camera.sessions
+        status.reconnects = max(0, status.sessions - 1)
+        status.frames = base.frames + camera.frames
+        status.bytes_received = base.bytes_received + camera.bytes_received
+        if camera.last_frame is not None:
+            status.last_frame_monotonic = camera.last_frame
+        if camera.codec is not None:
+            status.codec, status.width, status.height = camera.codec, camera.width, camera.height
+        status.fps, status.bitrate = camera.fps, camera.bitrate
+        status.timestamp_repairs = base.timestamp_repairs + camera.timestamp_repairs
+        recorder, rec = status.recorder, report.recorder
+        recorder.recording, recorder.error = rec.recording, rec.error
+        recorder.segments = base.segments + rec.segments
+        recorder.bytes_written = base.bytes_written + rec.bytes_written
+        recorder.current_segment = rec.current_segment
+        recorder.skipped_packets = base.skipped_packets + rec.skipped_packets
+        recorder.no_keyframe_cuts = base.no_keyframe_cuts + rec.no_keyframe_cuts
+        if rec.stuck_for > STUCK_AFTER:
+            recorder.recording = False
+            recorder.error = f"storage not answering: a write has waited {rec.stuck_for:.0f} s"
+        forward, fwd = status.forward, report.forward
+        if forward.state != fwd.state:
+            forward.state, forward.since = fwd.state, fwd.since
+        forward.error = fwd.error
+        self._apply_forward(fwd.bytes_sent, fwd.dropped_frames, fwd.reconnects)
+        dropped = dict(base.dropped)
+        for name, count in report.dropped.items():
+            dropped[name] = dropped.get(name, 0) + count
+        status.dropped_frames = dropped
+        if report.progress.attempted:
+            self.first_attempt.set()
+
+    def _apply_forward(self, sent: int, dropped: int, reconnects: int) -> None:
+        forward, base = self.status.forward, self._base
+        forward.bytes_sent = base.bytes_sent + sent
+        forward.dropped_frames = base.forward_dropped + dropped
+        forward.reconnects = base.forward_reconnects + reconnects
+
+    def fold(self, report: Status | None) -> None:
+        """The worker is gone: its counters become part of the base of the next one."""
+        status = self.status
+        if report is not None:
+            self.apply(report)
+        base = self._base
+        base.sessions = status.sessions
+        base.frames, base.bytes_received = status.frames, status.bytes_received
+        base.timestamp_repairs = status.timestamp_repairs
+        recorder = status.recorder
+        base.segments, base.bytes_written = recorder.segments, recorder.bytes_written
+        base.skipped_packets, base.no_keyframe_cuts = (
+            recorder.skipped_packets,
+            recorder.no_keyframe_cuts,
+        )
+        forward = status.forward
+        base.bytes_sent, base.forward_dropped = forward.bytes_sent, forward.dropped_frames
+        base.forward_reconnects = forward.reconnects
+        base.dropped = dict(status.dropped_frames)
+        status.fps = status.bitrate = 0.0
+        status.recorder.recording = False
+        status.recorder.current_segment = None
+        if forward.state != "off":
+            forward.state = "connecting"
