@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.config import load_config
 
@@ -63,17 +64,10 @@ def forward_command(args: argparse.Namespace) -> int:
 
 def forward_status(args: argparse.Namespace) -> int:
     """``forward status``: the forward of every camera, as the daemon reports it."""
-    from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
-    try:
-        answer = call(_control_socket(args), {"command": "status"})
-    except ControlError as exc:
-        print(f"camera-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    document = answer.get("status")
-    if not answer.get("ok") or not isinstance(document, dict):
-        print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
+    document = _running_status(args)
+    if document is None:
         return EXIT_FAILURE
     cameras = document.get("cameras", [])
     forwards = {c["id"]: c["forward"] for c in cameras}
@@ -96,20 +90,28 @@ def forward_status(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """``status``: cameras and storage of the running daemon, as a table or JSON."""
-    from gateway.daemon.control import ControlError, call
     from gateway.telemetry.statusview import render_status
+
+    document = _running_status(args)
+    if document is None:
+        return EXIT_FAILURE
+    # JSON is ASCII only (every other character escaped); the table escapes what it shows.
+    print(json.dumps(document, indent=2) if args.json else render_status(document))
+    return EXIT_OK
+
+
+def _running_status(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The running daemon's status document; None, said on stderr, when there is none."""
+    from gateway.daemon.control import ControlError, call
+    from gateway.text import display
 
     try:
         answer = call(_control_socket(args), {"command": "status"})
     except ControlError as exc:
         print(f"camera-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return None
     document = answer.get("status")
     if not answer.get("ok") or not isinstance(document, dict):
-        from gateway.text import display
-
         print(f"camera-gateway: {display(answer.get('message', 'no status'))}", file=sys.stderr)
-        return EXIT_FAILURE
-    # JSON is ASCII only (every other character escaped); the table escapes what it shows.
-    print(json.dumps(document, indent=2) if args.json else render_status(document))
-    return EXIT_OK
+        return None
+    return document

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,34 +36,33 @@ def _load(path: Path) -> Config:
 def run(args: argparse.Namespace) -> int:
     """``run``: the daemon in the foreground, until a signal stops it."""
     from gateway.daemon.service import Gateway
-    from gateway.storage.store import StorageError
 
-    config = _load(args.config)
-    gateway = Gateway(config, config_path=args.config)
-    with gateway.signals():
-        try:
-            gateway.start()
-        except StorageError as exc:
-            log.error("%s", exc.reason)
-            return EXIT_FAILURE
-        return gateway.serve()
+    gateway = Gateway(_load(args.config), config_path=args.config)
+    return _start_and_serve(gateway, gateway.serve)
 
 
 def demo(args: argparse.Namespace) -> int:
     """``demo``: simulated cameras recorded to a folder, with a status table."""
     from gateway.daemon.demo import demo_config
     from gateway.daemon.service import Gateway
-    from gateway.storage.store import StorageError
 
     config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
     gateway = Gateway(config)
+    return _start_and_serve(gateway, lambda: _demo_serve(gateway, args, config.storage.path))
+
+
+def _start_and_serve(gateway: Gateway, serve: Callable[[], int]) -> int:
+    """Start, then serve until stopped; signals are caught from before the start, so a stop
+    asked for during a long start-up (storage recovery) is a clean one."""
+    from gateway.storage.store import StorageError
+
     with gateway.signals():
         try:
             gateway.start()
         except StorageError as exc:
             log.error("%s", exc.reason)
             return EXIT_FAILURE
-        return _demo_serve(gateway, args, config.storage.path)
+        return serve()
 
 
 def _demo_serve(gateway: Gateway, args: argparse.Namespace, path: Path) -> int:

@@ -62,7 +62,7 @@ from gateway.host.proc import CLOCK_TICKS, cpu_ticks, exited, resident_bytes
 from gateway.media.fmp4 import Fmp4Error, scan
 from gateway.source.timeouts import OPEN_TIMEOUT
 from gateway.storage.naming import parse_segment_path
-from gateway.storage.record import Segment, relative_path
+from gateway.storage.salvage import describe
 from gateway.storage.store import Storage
 from gateway.telemetry.events import EventBus
 from gateway.telemetry.state import STALLED_AFTER
@@ -489,10 +489,12 @@ class Supervisor:
         (on the storage thread: this reads the disk). The worker's hash is taken when it covers
         the whole file; otherwise sealing hashes the file."""
         try:
-            info = segment_info(handle.camera.id, path, frozenset(message.flags))
+            found = describe(self.storage.root, path, scan(path), flags=frozenset(message.flags))
+            if found is None:
+                raise Fmp4Error("not a finished segment's name")
             info = dataclasses.replace(
-                info,
-                sha256=message.sha256 if message.bytes == info.bytes else None,
+                found,
+                sha256=message.sha256 if message.bytes == found.bytes else None,
                 clock_synced=message.clock_synced,
                 ended=message.ended,
             )
@@ -560,25 +562,3 @@ def _picture_age(report: Status, lag: float) -> float | None:
         return None
     age = progress.picture_age if progress.picture_age is not None else progress.connected_for
     return age + lag
-
-
-def segment_info(camera: str, path: Path, flags: frozenset[str]) -> Segment:
-    """A finished segment's index entry, read from its boxes (raises Fmp4Error)."""
-    facts = scan(path)
-    name = parse_segment_path(path)
-    if name is None:
-        raise Fmp4Error("not a segment name")
-    video = facts.video
-    return Segment(
-        path=relative_path(path),
-        camera=camera,
-        start=name.start,
-        end=name.start + facts.duration,
-        bytes=facts.size,
-        frames=facts.frames,
-        codec=facts.codec,
-        width=video.width if video else 0,
-        height=video.height if video else 0,
-        has_audio=facts.has_audio,
-        flags=flags,
-    )
