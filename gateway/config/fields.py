@@ -1,6 +1,6 @@
 """Building blocks shared by the configuration sections: the base model, sizes and durations,
 the reusable constraints (:func:`between`, :data:`Positive`, :data:`NotEmpty`,
-:data:`ConfigFile`), password fields, and how a problem found early is reported on its field."""
+:data:`ReadableFile`), password fields, and how a problem found early is reported on its field."""
 
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ from gateway.units import format_duration, parse_bitrate, parse_duration, parse_
 __all__ = [
     "Bitrate",
     "ByteSize",
-    "ConfigFile",
     "ConfigModel",
     "Duration",
     "NotEmpty",
     "PasswordSection",
     "Positive",
+    "ReadableFile",
     "Rejected",
     "base_dir",
     "between",
@@ -174,6 +174,6 @@ def _readable_config_file(value: Path, info: ValidationInfo) -> Path:
     return readable_file(value, base_dir(info))
 
 
-ConfigFile = Annotated[Path, NotEmpty, AfterValidator(_readable_config_file)]
+ReadableFile = Annotated[Path, NotEmpty, AfterValidator(_readable_config_file)]
 """A file the daemon reads (a CA, a certificate, a key): relative names are relative to the
 configuration file's directory, the stored path is absolute, and it was readable at load."""

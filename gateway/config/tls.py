@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from gateway.config.fields import ConfigFile, ConfigModel
+from gateway.config.fields import ConfigModel, ReadableFile
 
 __all__ = [
     "SHA256_PIN_PREFIX",
@@ -51,9 +51,9 @@ class TlsFilesConfig(ConfigModel):
     """The files of a TLS client: the CA that signs the server's certificate, and an optional
     client certificate with its key (both or neither)."""
 
-    ca_file: ConfigFile | None = None
-    cert_file: ConfigFile | None = None
-    key_file: ConfigFile | None = Field(default=None, validate_default=True)
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = Field(default=None, validate_default=True)
 
     @field_validator("key_file")
     @classmethod
@@ -82,7 +82,7 @@ class CameraTlsConfig(ConfigModel):
     ``insecure`` turns every check off; it is warned about at each load.
     """
 
-    ca_file: ConfigFile | None = None
+    ca_file: ReadableFile | None = None
     pin_sha256: tuple[PinSha256, ...] = ()
     insecure: bool = False
 
