@@ -12,8 +12,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from gateway.config.camera import CameraConfig
 from gateway.config.cleartext import exposure_warning, inspect_file
-from gateway.config.model import CameraConfig, Config
+from gateway.config.model import Config
 from gateway.units import format_size
 
 __all__ = [

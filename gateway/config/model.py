@@ -27,66 +27,31 @@ from pydantic import (
 )
 
 from gateway.config.camera import (
-    URL_SCHEMES,
     CameraConfig,
-    ForwardMode,
 )
 from gateway.config.cleartext import ConfigFile
 from gateway.config.fields import (
-    ByteSize,
     ConfigModel,
-    Duration,
     Rejected,
 )
 from gateway.config.mqtt import MqttConfig
 from gateway.config.services import (
     AUDIT_DIRECTORY,
-    DEFAULT_CONTROL_SOCKET,
     KEYS_DIRECTORY,
-    UNIX_SOCKET_PATH_MAX,
     AuditConfig,
     ControlConfig,
     Defaulted,
     MetricsConfig,
     WorkersConfig,
-    parse_listen,
 )
 from gateway.config.storage import (
-    LEGAL_MAX_AGE_REASON,
-    MAX_AGE_LIMIT,
     StorageConfig,
 )
-from gateway.config.tls import CameraTlsConfig, UplinkTlsConfig
 from gateway.config.uplink import (
-    UPLINK_PLACEHOLDERS,
-    UPLINK_SCHEMES,
     UplinkConfig,
 )
 
-__all__ = [
-    "DEFAULT_CONTROL_SOCKET",
-    "LEGAL_MAX_AGE_REASON",
-    "MAX_AGE_LIMIT",
-    "UNIX_SOCKET_PATH_MAX",
-    "UPLINK_PLACEHOLDERS",
-    "UPLINK_SCHEMES",
-    "URL_SCHEMES",
-    "AuditConfig",
-    "ByteSize",
-    "CameraConfig",
-    "CameraTlsConfig",
-    "Config",
-    "ConfigModel",
-    "ControlConfig",
-    "Duration",
-    "ForwardMode",
-    "MetricsConfig",
-    "StorageConfig",
-    "UplinkConfig",
-    "UplinkTlsConfig",
-    "WorkersConfig",
-    "parse_listen",
-]
+__all__ = ["DEFAULT_TIMEZONE", "Config"]
 
 DEFAULT_TIMEZONE = "Europe/Paris"
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def _control_socket(args: argparse.Namespace) -> Path:
-    from gateway.config.model import DEFAULT_CONTROL_SOCKET
+    from gateway.config.services import DEFAULT_CONTROL_SOCKET
 
     if args.socket is not None:
         return Path(args.socket)

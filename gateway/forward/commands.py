@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from gateway.config.model import Duration
+from gateway.config.fields import Duration
 from gateway.ratelimit import RateLimitedLog
 from gateway.text import check_text, clip, display, excerpt
 
