@@ -206,7 +206,7 @@ class _Work:
         self.warnings: list[str] = []
         self.written: list[tuple[str, Clip, Future[str]]] = []
         self.digests = {
-            s.path: hasher.submit(file_sha256, self.root / s.path)
+            s.path: hasher.submit(file_sha256, s.resolve(self.root))
             for c in job.cameras
             for s in job.chosen[c]
         }
@@ -219,7 +219,7 @@ class _Work:
             if self.on_progress is not None:
                 self.on_progress(f"camera {camera}: writing its clip")
             clips = write_clips(
-                [ClipSource(self.root / s.path, s.start) for s in segments],
+                [ClipSource(s.resolve(self.root), s.start) for s in segments],
                 request.start,
                 request.end,
                 lambda n: self.package.path(f"{camera}.mp4" if n == 1 else f"{camera}-{n}.mp4"),

@@ -59,7 +59,7 @@ class SealingPass:
                     if budget <= 0:
                         break
                     try:
-                        sha256, size = hash_file(self.root / row.path)
+                        sha256, size = hash_file(row.resolve(self.root))
                     except FileNotFoundError:
                         continue  # gone: the next reconcile drops the row
                     budget -= size
