@@ -1,0 +1,173 @@
+"""One keyframe judged on its own against the camera's learned reference: the raw tests.
+
+Each condition has a raising and a clearing threshold (hysteresis); the state machine in
+:mod:`gateway.analysis.monitor` only raises or clears it once a test has held for a while.
+
+Thresholds were set on the labelled set of ``tests/analysis_scenes.py`` (photographs and
+corridors, encoded as H.264): see ``bench/results/analysis_quality.md`` for where each class
+sits. In short: a healthy picture keeps more than 0.7 of its tiles structured (0.23 for a dark
+night sky over a rocket, which is why the cover threshold also scales with the camera's own
+structure), an 80 % cover leaves 0.15–0.27 and a uniform, black or sprayed one under 0.1;
+a healthy picture keeps over 0.75 of its learned sharpness (heavy compression included), a
+4-pixel defocus at 704 wide leaves under 0.45 of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.analysis.frame import Frame
+from gateway.analysis.measures import Measures, measure
+from gateway.analysis.motion import (
+    Affine,
+    Displacement,
+    Features,
+    compose,
+    displacement,
+    features,
+    match,
+)
+from gateway.analysis.privacy import Zone, ZoneCheck, check_zones
+
+__all__ = ["Judgement", "Reference", "Settings", "judge", "verdict"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Thresholds and durations of the integrity checks (defaults set on the labelled set)."""
+
+    min_duration: float = 10.0
+    """Seconds a condition must hold (on every keyframe) before it is raised or cleared."""
+    interval: float = 2.0
+    """Seconds between analysed keyframes, as the caller arranges them."""
+    learning_frames: int = 5
+    """Healthy keyframes the reference and the sharpness baseline are learned from."""
+    cover_structure: float = 0.3
+    """Covered when at most this share of the tiles holds detail (an 80 % cover leaves ~0.2)."""
+    cover_relative: float = 0.45
+    """... and at most this share of the camera's own learned structure."""
+    cover_clear: float = 0.1
+    """Cleared when the structure is back this far above the raising threshold."""
+    defocus_ratio: float = 0.6
+    """Defocused when sharpness falls under this share of the learned baseline."""
+    defocus_clear: float = 0.72
+    """Cleared when sharpness is back over this share."""
+    move_percent: float = 5.0
+    """Moved when the scene's centre shifted by more than this percent of the picture's width."""
+    move_degrees: float = 5.0
+    """... or turned by more than this many degrees."""
+    move_clear: float = 0.7
+    """Cleared when both are back under this share of their raising thresholds."""
+    mask_detail: float = 4.0
+    """A privacy zone is masked while its interior varies by at most this many grey levels."""
+    mask_clear: float = 3.0
+    """... and masked again once it is back under this."""
+    refresh_every: float = 600.0
+    """Seconds between refreshes of the reference while the camera is healthy and still."""
+    baseline_weight: float = 0.02
+    """Weight of each healthy keyframe in the sharpness baseline's running mean."""
+    zones: tuple[Zone, ...] = field(default=())
+    """Privacy zones the camera must mask."""
+
+    @property
+    def max_gap(self) -> float:
+        """Seconds without a keyframe after which a pending change is forgotten."""
+        return max(3.0 * self.interval, self.interval + 1.0)
+
+
+@dataclass(slots=True)
+class Reference:
+    """What the camera looked like when it was healthy."""
+
+    features: Features
+    sharpness: float
+    structure: float
+    offset: Affine
+    """Transform from the first learned view to this reference's view (a refreshed reference
+    keeps measuring moves against the view first learned, so slow creep adds up)."""
+    taken_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The raw tests of one keyframe (before any duration or hysteresis)."""
+
+    measures: Measures
+    covered: bool
+    uncovered: bool
+    """Structure back above the clearing threshold."""
+    sharpness_ratio: float | None
+    displacement: Displacement | None
+    recognised: bool
+    """The scene matched the reference (``displacement`` is then set)."""
+    zones: tuple[ZoneCheck, ...]
+    features: Features | None = None
+    transform: Affine | None = None
+    """Transform from the first learned view to this picture (when recognised)."""
+
+    @property
+    def flat(self) -> bool:
+        """So little structure that sharpness, aim and masks cannot be judged."""
+        return self.covered
+
+
+def cover_threshold(settings: Settings, reference: Reference | None) -> float:
+    """The structure under which a picture is covered, for this camera."""
+    if reference is None:
+        return settings.cover_structure
+    return min(settings.cover_structure, settings.cover_relative * reference.structure)
+
+
+def judge(frame: Frame, reference: Reference | None, settings: Settings) -> Judgement:
+    """The raw tests of ``frame`` against ``reference`` (``None`` while learning: only the
+    cover and the masks are judged)."""
+    m = measure(frame.grey, frame.colour)
+    threshold = cover_threshold(settings, reference)
+    covered = m.structure <= threshold
+    uncovered = m.structure > threshold + settings.cover_clear
+    zones = tuple(check_zones(frame.grey, settings.zones, flat=settings.mask_detail))
+    if covered:
+        return Judgement(m, True, False, None, None, False, zones)
+    found = features(frame.grey)
+    ratio = None
+    moved: Displacement | None = None
+    total: Affine | None = None
+    recognised = False
+    if reference is not None:
+        ratio = m.sharpness / reference.sharpness if reference.sharpness > 0 else None
+        fit = match(reference.features, found)
+        if fit is not None:
+            matrix, inliers, matches = fit
+            total = compose(matrix, reference.offset)
+            moved = displacement(
+                total,
+                width=frame.width,
+                height=frame.height,
+                source_width=frame.source_width,
+                inliers=inliers,
+                matches=matches,
+            )
+            recognised = True
+    return Judgement(m, False, uncovered, ratio, moved, recognised, zones, found, total)
+
+
+def verdict(j: Judgement, settings: Settings) -> frozenset[str]:
+    """The conditions one keyframe shows on its own, by the raising thresholds and the
+    precedence of :mod:`gateway.analysis.monitor` (``privacy`` for an unmasked zone)."""
+    if j.covered:
+        return frozenset({"covered"})
+    found: set[str] = set()
+    if any(z.detail > settings.mask_detail for z in j.zones):
+        found.add("privacy")
+    if j.sharpness_ratio is None:
+        return frozenset(found)
+    blurred = j.sharpness_ratio < settings.defocus_ratio
+    if blurred:
+        found.add("defocused")
+    moved = j.displacement
+    if moved is not None:
+        if moved.percent > settings.move_percent or abs(moved.rotation) > settings.move_degrees:
+            found.add("moved")
+    elif not blurred:
+        found.add("moved")
+    return frozenset(found)
