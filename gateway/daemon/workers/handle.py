@@ -115,6 +115,8 @@ class WorkerHandle:
         self._base = _Totals()
         self._forward: ForwardStart | None = None
         self._replies: dict[str, ForwardStopped] = {}
+        self._awaited: set[str] = set()
+        """Sessions whose stop waits for the worker's answer."""
         self._cond = threading.Condition()
         if not self.enabled:
             self.first_attempt.set()
@@ -135,14 +137,20 @@ class WorkerHandle:
         answer in time)."""
         with self._cond:
             self._forward = None
-            self._replies.pop(session, None)
-        process = self.process
-        if process is not None and process.send(ForwardStop(session=session)):
+            self._awaited.add(session)
+        try:
+            process = self.process
+            reply = None
+            if process is not None and process.send(ForwardStop(session=session)):
+                with self._cond:
+                    self._cond.wait_for(lambda: session in self._replies, timeout)
+                    reply = self._replies.pop(session, None)
+        finally:
             with self._cond:
-                self._cond.wait_for(lambda: session in self._replies, timeout)
-                reply = self._replies.pop(session, None)
-            if reply is not None:
-                self._apply_forward(reply.bytes_sent, reply.dropped_frames, reply.reconnects)
+                self._awaited.discard(session)
+                self._replies.pop(session, None)
+        if reply is not None:
+            self._apply_forward(reply.bytes_sent, reply.dropped_frames, reply.reconnects)
         forward = self.status.forward
         return ForwardTotals(forward.bytes_sent, forward.dropped_frames, forward.reconnects)
 
@@ -152,9 +160,12 @@ class WorkerHandle:
             return self._forward
 
     def forward_replied(self, reply: ForwardStopped) -> None:
+        """A worker's answer to a stop; kept only while that stop waits for it, so an answer
+        that comes after the wait gave up is dropped, not kept for ever."""
         with self._cond:
-            self._replies[reply.session] = reply
-            self._cond.notify_all()
+            if reply.session in self._awaited:
+                self._replies[reply.session] = reply
+                self._cond.notify_all()
 
     # -- the mirror ----------------------------------------------------------------------------
 
