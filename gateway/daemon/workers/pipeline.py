@@ -25,6 +25,10 @@ RECORDER_QUEUE_BYTES = 64 * 1024 * 1024
 RECORDER_BATCH = 0.1
 """The recorder takes its packets ten times a second: a fraction of the thread wake-ups, and at
 most 0.1 s more to lose on a crash (within the 1 s promised)."""
+FORWARD_STOP_WAIT = 1.5
+"""Seconds a forward stop waits for its pusher's thread, on the worker's main thread: well
+within the supervisor's wait for the answer (2 s) and its silence rule (5 s), so a pusher
+slow to close cannot get its worker killed; the thread is left to finish by itself."""
 
 
 @dataclass(slots=True)
@@ -117,7 +121,11 @@ class CameraRuntime:
         session, self._forward = self._forward, None
         if session is not None:
             session.stream.remove_reader(session.reader)
-            session.reader.join(5)
+            if not session.reader.join(FORWARD_STOP_WAIT):
+                log.warning(
+                    "camera %s: the forward's pusher is slow to close; left to finish",
+                    self.config.id,
+                )
             self.count_forward_drops(session)
             self.source.release()
         status = self.status.forward
