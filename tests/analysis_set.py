@@ -13,6 +13,7 @@ has none. ``truth`` gives a move's true displacement of the scene in the picture
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -143,6 +144,15 @@ class Outcome:
     sample: Sample
     found: frozenset[str]
     displacement: tuple[float, float, float] | None  # dx, dy (pixels), rotation (degrees)
+    width: int  # of the camera's picture, in pixels
+
+    @property
+    def error(self) -> float | None:
+        """Displacement error, in percent of the picture's width (``None`` if not measured)."""
+        if self.sample.truth is None or self.displacement is None:
+            return None
+        (dx, dy, _), (tx, ty, _) = self.displacement, self.sample.truth
+        return 100.0 * math.hypot(dx - tx, dy - ty) / self.width
 
 
 def evaluate(scene_set: SceneSet, settings: Settings | None = None) -> list[Outcome]:
@@ -158,5 +168,6 @@ def evaluate(scene_set: SceneSet, settings: Settings | None = None) -> list[Outc
         frame = through_codec(sample.picture, decoder, sample.crf)
         j = judge(frame, monitor.reference, s)
         d = j.displacement
-        out.append(Outcome(sample, verdict(j, s), (d.dx, d.dy, d.rotation) if d else None))
+        shift = (d.dx, d.dy, d.rotation) if d else None
+        out.append(Outcome(sample, verdict(j, s), shift, scene_set.scene.width))
     return out

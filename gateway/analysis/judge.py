@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from gateway.analysis.frame import Frame
-from gateway.analysis.measures import Measures, measure
+from gateway.analysis.measures import DEAD, Measures, measure
 from gateway.analysis.motion import (
     Affine,
     Displacement,
@@ -48,6 +51,10 @@ class Settings:
     """... and at most this share of the camera's own learned structure."""
     cover_clear: float = 0.1
     """Cleared when the structure is back this far above the raising threshold."""
+    cover_lost: float = 0.6
+    """Also covered when, with at most ``cover_structure`` left, this share of the tiles that
+    held detail in the learned view is flat: a cover hiding just the part of a scene that held
+    its detail (a night sky above a rocket keeps most of its detailed tiles)."""
     defocus_ratio: float = 0.6
     """Defocused when sharpness falls under this share of the learned baseline."""
     defocus_clear: float = 0.72
@@ -82,6 +89,8 @@ class Reference:
     features: Features
     sharpness: float
     structure: float
+    live: NDArray[np.bool_]
+    """Tiles holding detail in the learned view (``rows × columns``)."""
     offset: Affine
     """Transform from the first learned view to this reference's view (a refreshed reference
     keeps measuring moves against the view first learned, so slow creep adds up)."""
@@ -96,6 +105,8 @@ class Judgement:
     covered: bool
     uncovered: bool
     """Structure back above the clearing threshold."""
+    lost: float | None
+    """Share of the learned view's detailed tiles that are flat now (``None`` while learning)."""
     sharpness_ratio: float | None
     displacement: Displacement | None
     recognised: bool
@@ -118,16 +129,31 @@ def cover_threshold(settings: Settings, reference: Reference | None) -> float:
     return min(settings.cover_structure, settings.cover_relative * reference.structure)
 
 
+def lost_share(m: Measures, reference: Reference | None) -> float | None:
+    """Share of the reference's detailed tiles that are flat in the picture measured."""
+    if reference is None or m.tiles is None or m.tiles.shape != reference.live.shape:
+        return None
+    live = int(reference.live.sum())
+    if live == 0:
+        return None
+    return float((reference.live & (m.tiles < DEAD)).sum()) / live
+
+
 def judge(frame: Frame, reference: Reference | None, settings: Settings) -> Judgement:
     """The raw tests of ``frame`` against ``reference`` (``None`` while learning: only the
     cover and the masks are judged)."""
     m = measure(frame.grey, frame.colour)
     threshold = cover_threshold(settings, reference)
-    covered = m.structure <= threshold
-    uncovered = m.structure > threshold + settings.cover_clear
+    lost = lost_share(m, reference)
+    covered = m.structure <= threshold or (
+        lost is not None and m.structure <= settings.cover_structure and lost >= settings.cover_lost
+    )
+    uncovered = m.structure > threshold + settings.cover_clear and (
+        lost is None or lost < settings.cover_lost - 0.15
+    )
     zones = tuple(check_zones(frame.grey, settings.zones, flat=settings.mask_detail))
     if covered:
-        return Judgement(m, True, False, None, None, False, zones)
+        return Judgement(m, True, False, lost, None, None, False, zones)
     found = features(frame.grey)
     ratio = None
     moved: Displacement | None = None
@@ -148,7 +174,7 @@ def judge(frame: Frame, reference: Reference | None, settings: Settings) -> Judg
                 matches=matches,
             )
             recognised = True
-    return Judgement(m, False, uncovered, ratio, moved, recognised, zones, found, total)
+    return Judgement(m, False, uncovered, lost, ratio, moved, recognised, zones, found, total)
 
 
 def verdict(j: Judgement, settings: Settings) -> frozenset[str]:

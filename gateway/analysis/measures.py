@@ -15,7 +15,7 @@ camera goes through:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import cv2
@@ -25,13 +25,16 @@ from numpy.typing import NDArray
 from gateway.analysis.errors import FrameError
 from gateway.analysis.frame import MIN_SIDE
 
-__all__ = ["GRID", "Measures", "measure", "tile_detail"]
+__all__ = ["DEAD", "GRID", "LIVE", "Measures", "measure", "tile_detail"]
 
 GRID: Final = (16, 12)
 """Tiles across and down the picture for ``structure`` (a 20 % strip is three columns)."""
 
 LIVE: Final = 1.0
 """Band-pass standard deviation, in grey levels, above which a tile holds detail."""
+
+DEAD: Final = 0.5
+"""... and under which it is flat (a cover: the encoder leaves ~0.2 of sensor noise on it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class Measures:
     """Share of tiles holding detail, in [0, 1]."""
     saturation: float | None = None
     """Mean colour saturation over 255 when a colour picture is given: near 0 in infrared."""
+    tiles: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    """Each tile's detail (:func:`tile_detail`), to compare with the reference's."""
 
 
 def tile_detail(grey: NDArray[np.uint8], grid: tuple[int, int] = GRID) -> NDArray[np.float64]:
@@ -97,4 +102,5 @@ def measure(grey: NDArray[np.uint8], colour: NDArray[np.uint8] | None = None) ->
         sharpness=laplacian / gradient if gradient > 1e-3 else 0.0,
         structure=float((detail > LIVE).mean()),
         saturation=saturation,
+        tiles=detail,
     )

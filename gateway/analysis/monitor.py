@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gateway.analysis.debounce import Debounce
 from gateway.analysis.frame import Frame
 from gateway.analysis.judge import Judgement, Reference, Settings, judge
+from gateway.analysis.measures import LIVE
 from gateway.analysis.motion import Features
 
 __all__ = ["CONDITIONS", "CameraMonitor", "Change", "Condition", "State", "Status"]
@@ -88,6 +90,7 @@ class _Learning:
     features: list[Features] = field(default_factory=list)
     sharpness: list[float] = field(default_factory=list)
     structure: list[float] = field(default_factory=list)
+    tiles: list[NDArray[np.float64]] = field(default_factory=list)
 
 
 class CameraMonitor:
@@ -178,12 +181,15 @@ class CameraMonitor:
         learning.features.append(j.features)
         learning.sharpness.append(j.measures.sharpness)
         learning.structure.append(j.measures.structure)
+        if j.measures.tiles is not None:
+            learning.tiles.append(j.measures.tiles)
         if len(learning.sharpness) < self.settings.learning_frames:
             return
         self.reference = Reference(
             features=max(learning.features, key=len),
             sharpness=statistics.median(learning.sharpness),
             structure=statistics.median(learning.structure),
+            live=np.median(np.stack(learning.tiles), axis=0) > LIVE,
             offset=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
             taken_at=at,
         )
@@ -207,6 +213,8 @@ class CameraMonitor:
         ref.structure = (1 - w) * ref.structure + w * j.measures.structure
         if at - ref.taken_at >= s.refresh_every and len(j.features) >= len(ref.features) // 2:
             ref.features, ref.offset, ref.taken_at = j.features, j.transform, at
+            if j.measures.tiles is not None:
+                ref.live = j.measures.tiles > LIVE
 
     def _settle(self, at: float) -> None:
         if self.reference is None and not self._debounce["covered"].active:
