@@ -77,10 +77,11 @@ def measure(grey: NDArray[np.uint8], colour: NDArray[np.uint8] | None = None) ->
     if min(grey.shape) < MIN_SIDE:
         raise FrameError(f"picture of {grey.shape[1]}x{grey.shape[0]} is too small to measure")
     mean, std = cv2.meanStdDev(grey)
-    hist = np.bincount(grey.ravel() >> 2, minlength=64).astype(np.float64)
+    levels = np.bincount(grey.ravel(), minlength=256)
+    hist = levels.reshape(64, 4).sum(axis=1).astype(np.float64)
     p = hist[hist > 0] / grey.size
     entropy = float(-(p * np.log2(p)).sum())
-    median = float(np.median(grey))
+    median = float(np.searchsorted(np.cumsum(levels), grey.size / 2))
     edges = cv2.Canny(grey, max(10.0, 0.66 * median), max(20.0, 1.33 * median))
     pic = grey.astype(np.float32)
     lap = cv2.Laplacian(pic, cv2.CV_32F, ksize=3)

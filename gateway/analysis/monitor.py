@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from gateway.analysis.debounce import Debounce
 from gateway.analysis.frame import Frame
-from gateway.analysis.judge import Judgement, Reference, Settings, judge
+from gateway.analysis.judge import Judgement, Reference, Settings, judge, turned
 from gateway.analysis.measures import LIVE
 from gateway.analysis.motion import Features
 
@@ -163,7 +163,7 @@ class CameraMonitor:
         update("defocused", blurred, ratio > s.defocus_clear)
         moved = j.displacement
         if moved is not None:
-            over = moved.percent > s.move_percent or abs(moved.rotation) > s.move_degrees
+            over = turned(moved, s)
             under = (
                 moved.percent < s.move_clear * s.move_percent
                 and abs(moved.rotation) < s.move_clear * s.move_degrees

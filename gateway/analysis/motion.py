@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 __all__ = ["Displacement", "Features", "compose", "displacement", "features", "match"]
 
-FEATURES: Final = 600
+FEATURES: Final = 250
 """ORB features kept per picture: enough for a robust fit, cheap at 320 pixels wide."""
 
 MIN_INLIERS: Final = 14
@@ -40,7 +40,7 @@ Affine = NDArray[np.float64]
 """A 2 × 3 affine matrix mapping reference points to current points."""
 
 _ORB = cv2.ORB.create(
-    nfeatures=FEATURES, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15
+    nfeatures=FEATURES, scaleFactor=1.2, nlevels=4, edgeThreshold=15, patchSize=15
 )
 _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
 
