@@ -22,6 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "FINAL_SUFFIX",
+    "MARKER_NAME",
     "PART_SUFFIX",
     "QUARANTINE_DIR",
     "QUARANTINE_SUFFIX",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 FINAL_SUFFIX = ".mp4"
+MARKER_NAME = ".camera-gateway-storage"
+"""The file that says a folder is a storage area (a worker refuses to record where it is gone:
+an unmounted disk leaves the empty mount point)."""
 PART_SUFFIX = ".mp4.part"
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_SUFFIX = ".quarantined"

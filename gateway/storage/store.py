@@ -31,7 +31,7 @@ from gateway.storage.errors import StorageError
 from gateway.storage.holds import HoldStore
 from gateway.storage.index import Index, IndexCorrupt
 from gateway.storage.index_keeper import IndexKeeper
-from gateway.storage.naming import final_path, segment_path
+from gateway.storage.naming import MARKER_NAME, final_path, segment_path
 from gateway.storage.quarantine import Quarantine, audit_journal
 from gateway.storage.record import Segment
 from gateway.storage.recovery import RecoveryReport, reconcile
@@ -41,13 +41,12 @@ from gateway.storage.upkeep import Upkeep
 from gateway.telemetry.events import EventBus
 from gateway.telemetry.state import StorageUsage
 
-__all__ = ["INDEX_NAME", "LOCK_NAME", "MARKER_NAME", "Storage", "StorageError"]
+__all__ = ["INDEX_NAME", "LOCK_NAME", "Storage", "StorageError"]
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite3"
 LOCK_NAME = ".lock"
-MARKER_NAME = ".camera-gateway-storage"
 RETENTION_INTERVAL = 1.0
 STUCK_AFTER = 5.0
 """Seconds inside one disk operation after which the storage counts as not answering (a dying

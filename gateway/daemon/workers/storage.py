@@ -14,9 +14,8 @@ from gateway.daemon.workers.messages import (
     UpMessage,
 )
 from gateway.storage.errors import StorageError
-from gateway.storage.naming import final_path, segment_path
+from gateway.storage.naming import MARKER_NAME, final_path, segment_path
 from gateway.storage.record import Segment
-from gateway.storage.store import MARKER_NAME
 
 __all__ = ["WorkerStorage"]
 
