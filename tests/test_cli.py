@@ -69,6 +69,21 @@ def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
     result = cli("check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout and "camera hall: sim://hall" in result.stdout
+    assert "(recorded, no sound)" in result.stdout
+    assert "sound recorded from: no camera" in result.stdout
+
+
+def test_check_config_names_the_cameras_that_record_sound(tmp_path: Path) -> None:
+    cameras: list[dict[str, Any]] = [
+        _sim("hall"),
+        {**_sim("yard"), "audio": True},
+        {**_sim("lift"), "audio": True},
+    ]
+    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", cameras)
+    result = cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "camera yard: sim://yard" in result.stdout and "(recorded, with sound)" in result.stdout
+    assert "sound recorded from: yard, lift" in result.stdout
 
 
 def test_recordings_list_and_reindex_rebuild_the_same_index(
@@ -145,7 +160,8 @@ def test_since_filter_and_json_shape(tmp_path: Path, gateway: StartGateway) -> N
 
 
 def test_status_reads_the_running_daemon(tmp_path: Path, gateway: StartGateway) -> None:
-    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall"), _sim("yard")])
+    cameras: list[dict[str, Any]] = [_sim("hall"), {**_sim("yard"), "audio": True}]
+    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", cameras)
     gw = gateway(config)
     gw.wait_log("camera yard: online", 15)
     wait_until(lambda: len(gw.segments("yard")) >= 1, 30, "a segment")
@@ -161,6 +177,10 @@ def test_status_reads_the_running_daemon(tmp_path: Path, gateway: StartGateway) 
     assert "storage:" in table.stdout
     document = json.loads(cli("status", "--config", str(config), "--json").stdout)
     assert [c["id"] for c in document["cameras"]] == ["hall", "yard"]
+    assert [c["audio"] for c in document["cameras"]] == [False, True]
+    header = next(line for line in table.stdout.splitlines() if line.startswith("camera "))
+    column = header.index("sound")
+    assert [rows[name][column : column + 3] for name in ("hall", "yard")] == ["no ", "yes"]
     assert gw.stop() == 0
     stopped = cli("status", "--config", str(config))
     assert stopped.returncode == 1 and "the daemon is not running" in stopped.stderr

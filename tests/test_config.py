@@ -142,7 +142,7 @@ def test_defaults() -> None:
     assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9108)
 
     camera = parse_config(with_camera(), base_dir=Path("/")).cameras[0]
-    assert (camera.record, camera.audio) == (True, True)
+    assert (camera.record, camera.audio) == (True, False)
     assert (camera.username, camera.password, camera.password_file) == (None, None, None)
 
 

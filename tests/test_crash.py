@@ -23,7 +23,10 @@ def test_sigkill_loses_at_most_one_second_and_every_segment_plays(
     config = write_config(
         tmp_path / "gw.yaml",
         tmp_path / "rec",
-        [{"id": "cam-a", "url": server.url("/a")}, {"id": "cam-b", "url": server.url("/b")}],
+        [
+            {"id": "cam-a", "url": server.url("/a")},
+            {"id": "cam-b", "url": server.url("/b"), "audio": True},
+        ],
         storage={"segment_duration": "5s"},
     )
     gw = gateway(config)

@@ -53,7 +53,8 @@ def test_status_state_availability_and_last_will(
 ) -> None:
     watcher = MqttWatcher(broker.port, "watcher", "w-secret", f"{P}/#")
     try:
-        gw = gateway(_config(tmp_path, broker, [_sim("hall"), _sim("yard")]))
+        cameras: list[dict[str, Any]] = [_sim("hall"), {**_sim("yard"), "audio": True}]
+        gw = gateway(_config(tmp_path, broker, cameras))
         wait_until(lambda: watcher.retained.get(f"{P}/availability") == b"online", 15, "online")
 
         def seen(camera: str) -> bool:
@@ -66,6 +67,7 @@ def test_status_state_availability_and_last_will(
         assert status["recording"] in (True, False) and status["forward"] == "off"
         assert status["last_frame"].endswith("Z") and status["since"].endswith("Z")
         assert status["fps"] >= 0 and "bitrate_kbps" in status
+        assert status["audio"] is False and watcher.json(f"{P}/cameras/yard/status")["audio"]
         state = watcher.json(f"{P}/state")
         assert state["cameras"]["total"] == 2 and state["version"]
         assert state["storage"]["quota"] > 0 and "clock_synchronized" in state

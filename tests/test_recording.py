@@ -30,9 +30,9 @@ def test_records_h264_with_aac_and_h265_cameras_into_playable_contiguous_segment
         tmp_path / "gw.yaml",
         storage,
         [
-            {"id": "hall-a", "url": server.url("/h264")},
+            {"id": "hall-a", "url": server.url("/h264"), "audio": True},
             {"id": "stairs", "url": server.url("/h265")},
-            {"id": "lobby", "url": server.url("/alaw")},
+            {"id": "lobby", "url": server.url("/alaw"), "audio": True},
         ],
         storage={"segment_duration": "3s"},
     )

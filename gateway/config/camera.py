@@ -90,7 +90,9 @@ class CameraConfig(ConfigModel):
     password: SecretStr | None = None
     password_file: Path | None = None
     record: bool = True
-    audio: bool = True
+    audio: bool = False
+    """Keep the camera's sound. Off unless asked for: the CNIL generally considers recording
+    sound in video protection disproportionate."""
     forward: ForwardMode = "on_demand"
     forward_url: str | None = None
     tls: CameraTlsConfig | None = None

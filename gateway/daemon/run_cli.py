@@ -98,7 +98,10 @@ def check_config(args: argparse.Namespace) -> int:
     )
     for camera in config.cameras:
         flags = "recorded" if camera.record else "not recorded"
+        flags += ", with sound" if camera.audio else ", no sound"
         print(f"  camera {camera.id}: {camera.display_url} ({flags})")
+    sound = [camera.id for camera in config.cameras if camera.audio]
+    print(f"  sound recorded from: {', '.join(sound) if sound else 'no camera'}")
     print(f"  metrics on {config.metrics.listen}")
     for warning in warnings:
         print(f"warning: {warning}")

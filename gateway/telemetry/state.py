@@ -114,6 +114,8 @@ class CameraStatus:
     bitrate: float = 0.0
     """bits per second, all tracks."""
     timestamp_repairs: int = 0
+    audio: bool = False
+    """The camera's sound is kept (``cameras[].audio``)."""
     recorder: RecorderStatus = field(default_factory=RecorderStatus)
     forward: ForwardStatus = field(default_factory=ForwardStatus)
     worker: WorkerStatus = field(default_factory=WorkerStatus)

@@ -36,7 +36,7 @@ def render_status(document: dict[str, Any]) -> str:
     ]
     header = (
         f"{'camera':<14}{'state':<9}{'video':<18}{'fps':>5}{'kbit/s':>8}"
-        f"{'last frame':>11}  {'recording':<11}{'segments':>9}{'dropped':>8}  forward"
+        f"{'last frame':>11}  {'recording':<11}{'sound':<6}{'segments':>9}{'dropped':>8}  forward"
     )
     lines.append(header)
     lines.append("-" * len(header))
@@ -64,6 +64,7 @@ def render_status(document: dict[str, Any]) -> str:
             f"{display(camera['id']):<14}{display(camera['state']):<9}{video:<18}"
             f"{camera['fps']:>5.1f}"
             f"{camera['bitrate_kbps']:>8.0f}{shown_age:>11}  {recording:<11}"
+            f"{'yes' if camera.get('audio') else 'no':<6}"
             f"{camera['segments']:>9}{dropped:>8}  {shown}"
         )
         problems = (
@@ -146,6 +147,7 @@ def status_document(
                 "recording_enabled": status.recorder.enabled,
                 "recording": status.recorder.recording,
                 "recording_error": status.recorder.error,
+                "audio": status.audio,
                 "segments": status.recorder.segments,
                 "dropped_frames": dict(status.dropped_frames),
                 "forward": _forward_document(status.forward),

@@ -100,6 +100,7 @@ class WorkerHandle:
         self.settings = settings
         self.status = CameraStatus(id=camera.id, url=camera.display_url)
         self.status.recorder.enabled = camera.record
+        self.status.audio = camera.audio
         self.enabled = camera.record or settings.forwarded
         """False for a camera neither recorded nor forwarded: no worker at all."""
         if not self.enabled:

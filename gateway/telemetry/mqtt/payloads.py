@@ -35,6 +35,8 @@ class CameraPayload(TypedDict):
     height: int | None
     recording: bool
     recording_error: str | None
+    audio: bool
+    """The camera's sound is kept."""
     forward: str
     forward_mode: str
     forward_error: str | None
@@ -86,6 +88,7 @@ def camera_payload(status: CameraStatus) -> CameraPayload:
         "height": status.height,
         "recording": status.recorder.recording,
         "recording_error": status.recorder.error,
+        "audio": status.audio,
         "forward": forward.state if forward.mode != "off" else "off",
         "forward_mode": forward.mode,
         "forward_error": forward.error,
@@ -101,6 +104,7 @@ _SIGNIFICANT = (
     "height",
     "recording",
     "recording_error",
+    "audio",
     "forward",
     "forward_error",
     "error",
