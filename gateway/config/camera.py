@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    Field,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -21,6 +22,7 @@ from gateway.config.fields import (
     base_dir,
     refuse,
     resolve_password_fields,
+    within,
 )
 from gateway.config.services import AUDIT_DIRECTORY, KEYS_DIRECTORY
 from gateway.config.simurl import parse_sim_url
@@ -38,6 +40,7 @@ __all__ = [
     "URL_SCHEMES",
     "CameraConfig",
     "ForwardMode",
+    "StreamMinimum",
 ]
 
 URL_SCHEMES = frozenset({"rtsp", "rtsps", "sim"})
@@ -77,6 +80,18 @@ def _validate_url(url: str) -> str:
     return url
 
 
+class StreamMinimum(ConfigModel):
+    """The least a camera's stream must give (arrêté of 3 August 2007: 6 images per second and
+    704×576), below which it is reported as non-compliant. Set site-wide under ``minimum`` and
+    per camera under ``cameras[].minimum``, key by key."""
+
+    fps: Annotated[float, within(1, 120, "frames per second")] = 6.0
+    """Frames per second, measured from the stream."""
+    width: Annotated[int, within(16, 8192, "pixels")] = 704
+    height: Annotated[int, within(16, 8192, "pixels")] = 576
+    """Picture size in pixels, from the stream's parameter sets."""
+
+
 class CameraConfig(ConfigModel):
     """One camera: where to pull its stream from, what to keep of it and how it is forwarded.
 
@@ -99,6 +114,9 @@ class CameraConfig(ConfigModel):
     max_bitrate: Bitrate = DEFAULT_MAX_BITRATE
     """A camera sending more than this, for two rate windows in a row (4 s), is disconnected
     as flooding and retried slowly; what it sent before is kept."""
+    minimum: StreamMinimum = Field(default_factory=StreamMinimum)
+    """The legal minima it is judged against; the site-wide ``minimum`` fills the keys it
+    leaves out."""
 
     @model_validator(mode="before")
     @classmethod

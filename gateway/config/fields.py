@@ -41,6 +41,7 @@ __all__ = [
     "readable_file",
     "refuse",
     "resolve_password_fields",
+    "within",
 ]
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
@@ -156,6 +157,18 @@ def between(low: float, high: float, bounds: str) -> AfterValidator:
 
 
 _Number = TypeVar("_Number", int, float)
+
+
+def within(low: float, high: float, unit: str) -> AfterValidator:
+    """Constraint of a plain number to ``[low, high]``, counted in ``unit`` (said to people):
+    ``fps: Annotated[float, within(1, 120, "fps")]``; for durations, :func:`between`."""
+
+    def check(value: _Number) -> _Number:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} {unit}, got {value:g}")
+        return value
+
+    return AfterValidator(check)
 
 
 def _positive(value: _Number) -> _Number:

@@ -28,6 +28,7 @@ from pydantic import (
 
 from gateway.config.camera import (
     CameraConfig,
+    StreamMinimum,
 )
 from gateway.config.cleartext import ConfigFile
 from gateway.config.fields import (
@@ -57,7 +58,25 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
-_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit", "workers")
+_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit", "workers", "minimum")
+
+
+def _default_minimum(data: dict[str, Any]) -> None:
+    """Fill each camera's ``minimum`` in raw ``data`` with the keys of the site-wide one that it
+    leaves out. An invalid site-wide minimum is reported on its own, and not copied."""
+    site, cameras = data.get("minimum"), data.get("cameras")
+    if not isinstance(site, Mapping) or not isinstance(cameras, list | tuple):
+        return
+    try:
+        StreamMinimum.model_validate(site)
+    except ValueError:
+        return
+    data["cameras"] = [
+        {**camera, "minimum": {**site, **camera.get("minimum", {})}}
+        if isinstance(camera, Mapping) and isinstance(camera.get("minimum", {}), Mapping)
+        else camera
+        for camera in cameras
+    ]
 
 
 def _default_audit_path(data: dict[str, Any]) -> None:
@@ -101,6 +120,8 @@ class Config(ConfigModel):
     """IANA time zone of the site: the wall-clock track of exported clips shows local time."""
     storage: StorageConfig
     cameras: tuple[CameraConfig, ...] = ()
+    minimum: StreamMinimum = Field(default_factory=StreamMinimum)
+    """Site-wide legal stream minima, the default of each ``cameras[].minimum`` key."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     uplink: UplinkConfig | None = None
     control: ControlConfig = Field(default_factory=ControlConfig)
@@ -127,6 +148,7 @@ class Config(ConfigModel):
         }
         _default_audit_path(out)
         _continuous_needs_uplink(out)
+        _default_minimum(out)
         return out
 
     @field_validator("timezone")
