@@ -351,7 +351,7 @@ class Gateway:
                 log.warning("reload: %s changed; that takes effect at the next restart", section)
         old = {c.id: c for c in self.config.cameras}
         wanted = {c.id: c for c in new.cameras}
-        effective = self.config.model_copy(update={"cameras": new.cameras})
+        effective = self.config.model_copy(update={"cameras": new.cameras, "minimum": new.minimum})
         assert self.forwards is not None  # noqa: S101 - for mypy: start() set it
         for camera_id in old.keys() - wanted.keys():
             self.forwards.set_camera(camera_id, None, reason="camera_removed")
@@ -361,6 +361,12 @@ class Gateway:
         self.storage.recorded_cameras = sum(1 for c in new.cameras if c.record)
         for camera_id, camera in wanted.items():
             if camera_id in old and old[camera_id] == camera:
+                continue
+            if camera_id in old and old[camera_id] == camera.model_copy(
+                update={"minimum": old[camera_id].minimum}
+            ):
+                self.cameras[camera_id].judge_against(camera)  # no need to touch its worker
+                log.info("reload: camera %s: minima changed", camera_id)
                 continue
             if camera_id in old:
                 self.forwards.set_camera(camera_id, None, reason="camera_changed")

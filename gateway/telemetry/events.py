@@ -36,6 +36,8 @@ EventKind = Literal[
     "forward_started",
     "forward_stopped",
     "command_rejected",
+    "compliance_broken",
+    "compliance_restored",
 ]
 """Every kind of event the daemon publishes (``P/events``): the MQTT contract, checked by mypy
 at each ``emit``. New kinds may be added; none is renamed or removed."""

@@ -159,6 +159,27 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
     yield from (up, frames, received, reconnects, last, fps, segments, written, active, enabled)
     yield from (dropped, fwd_up, fwd_active, fwd_bytes, fwd_dropped, fwd_reconnects)
     yield from (no_keyframe, restarts, resident)
+    yield from _compliance_metrics(snap)
+
+
+def _compliance_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
+    rules = ["camera", "rule"]
+    compliant = GaugeMetricFamily(
+        P + "camera_compliance_ok",
+        "0 while the camera breaks a legal stream minimum (rule fps or resolution), else 1.",
+        labels=rules,
+    )
+    ratio = GaugeMetricFamily(
+        P + "camera_compliance_ratio",
+        "Compliant share of the last 24 h of the rule, counting only time the camera was online.",
+        labels=rules,
+    )
+    for status in snap.cameras:
+        for rule, verdict in status.compliance.items():
+            compliant.add_metric([status.id, rule], 1.0 if verdict.ok else 0.0)
+            if verdict.ratio is not None:
+                ratio.add_metric([status.id, rule], verdict.ratio)
+    yield from (compliant, ratio)
 
 
 def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:

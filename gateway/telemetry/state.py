@@ -17,6 +17,7 @@ from gateway.config.camera import ForwardMode
 
 if TYPE_CHECKING:
     from gateway.media.packet import Packet, SessionInfo
+    from gateway.telemetry.compliance import Rule, RuleStatus
 
 __all__ = [
     "STALLED_AFTER",
@@ -121,6 +122,9 @@ class CameraStatus:
     worker: WorkerStatus = field(default_factory=WorkerStatus)
     dropped_frames: dict[str, int] = field(default_factory=dict)
     """Video frames dropped per consumer (recorder, forwarder) because it fell behind."""
+    compliance: dict[Rule, RuleStatus] = field(default_factory=dict)
+    """The legal minima, rule by rule (see :mod:`gateway.telemetry.compliance`); judged by
+    the supervisor, empty in a worker."""
     rate_window: float = 0.0
     """``time.monotonic()`` when ``fps`` and ``bitrate`` were last computed."""
     _window_start: float = 0.0

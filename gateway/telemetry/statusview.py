@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.clock import parse_utc_iso, utc_iso
+from gateway.telemetry.compliance import compliance_document
 from gateway.telemetry.metrics import MetricsSnapshot
 from gateway.telemetry.state import CameraStatus, ForwardStatus, StorageUsage, camera_state
 from gateway.text import display
@@ -72,7 +73,7 @@ def render_status(document: dict[str, Any]) -> str:
             camera["recording_error"],
             forward["error"],
         )
-        for problem in problems:
+        for problem in (*problems, *_compliance_problems(camera.get("compliance", {}))):
             if problem:
                 lines.append(f"{'':<14}! {display(problem)}")
     lines.append("")
@@ -96,6 +97,21 @@ def render_status(document: dict[str, Any]) -> str:
     if document.get("mqtt_connected") is False:
         lines.append("! MQTT: not connected to the broker")
     return "\n".join(lines)
+
+
+def _compliance_problems(compliance: dict[str, Any]) -> list[str]:
+    """A line per broken legal minimum: ``fps 4.0 below the legal minimum 6.0 (compliant 12 %
+    of the last 24 h)``."""
+    problems = []
+    for rule, entry in compliance.items():
+        if entry["ok"]:
+            continue
+        ratio = entry["ratio_24h"]
+        share = "" if ratio is None else f" (compliant {100 * ratio:.0f} % of the last 24 h)"
+        problems.append(
+            f"{rule} {entry['measured']} below the legal minimum {entry['minimum']}{share}"
+        )
+    return problems
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -151,6 +167,7 @@ def status_document(
                 "segments": status.recorder.segments,
                 "dropped_frames": dict(status.dropped_frames),
                 "forward": _forward_document(status.forward),
+                "compliance": compliance_document(status.compliance),
                 "worker": {
                     "pid": status.worker.pid,
                     "restarts": status.worker.restarts,

@@ -22,6 +22,7 @@ from gateway.daemon.workers.messages import (
 )
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.storage.store import STUCK_AFTER
+from gateway.telemetry.compliance import Compliance, Minimum
 from gateway.telemetry.state import CameraStatus
 
 __all__ = ["COMMAND_WAIT", "RESTART_INITIAL", "RESTART_MAX", "WorkerHandle", "WorkerProcess"]
@@ -101,6 +102,9 @@ class WorkerHandle:
         self.status = CameraStatus(id=camera.id, url=camera.display_url)
         self.status.recorder.enabled = camera.record
         self.status.audio = camera.audio
+        self.compliance = Compliance(_minimum(camera))
+        """Judged by the supervision loop from the mirror (:meth:`Supervisor._judge`)."""
+        self.status.compliance = self.compliance.rules
         self.enabled = camera.record or settings.forwarded
         """False for a camera neither recorded nor forwarded: no worker at all."""
         if not self.enabled:
@@ -121,6 +125,12 @@ class WorkerHandle:
         self._cond = threading.Condition()
         if not self.enabled:
             self.first_attempt.set()
+
+    def judge_against(self, camera: CameraConfig) -> None:
+        """The same camera with other minima (a reload): judged against them from now on, its
+        worker left alone and its compliant shares kept."""
+        self.camera = camera
+        self.compliance.set_minimum(_minimum(camera))
 
     # -- the forward link --------------------------------------------------------------------
 
@@ -240,3 +250,8 @@ class WorkerHandle:
         status.recorder.current_segment = None
         if forward.state != "off":
             forward.state = "connecting"
+
+
+def _minimum(camera: CameraConfig) -> Minimum:
+    minimum = camera.minimum
+    return Minimum(minimum.fps, minimum.width, minimum.height)

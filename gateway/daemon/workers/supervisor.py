@@ -64,8 +64,9 @@ from gateway.source.timeouts import OPEN_TIMEOUT
 from gateway.storage.naming import parse_segment_path
 from gateway.storage.salvage import describe
 from gateway.storage.store import Storage
+from gateway.telemetry.compliance import announce
 from gateway.telemetry.events import EventBus
-from gateway.telemetry.state import STALLED_AFTER
+from gateway.telemetry.state import STALLED_AFTER, camera_state
 from gateway.units import format_size
 
 __all__ = ["NOT_RESPONDING", "NO_PICTURE_LIMIT", "OPEN_LIMIT", "Supervisor"]
@@ -273,6 +274,7 @@ class Supervisor:
     # -- one worker ----------------------------------------------------------------------------
 
     def _tend(self, handle: WorkerHandle, now: float, state: StorageState) -> None:
+        self._judge(handle, now)
         process = handle.process
         if process is None:
             if not handle.wanted:
@@ -305,6 +307,16 @@ class Supervisor:
             self._kill(handle, process, reason)
         else:
             self._describe_delay(handle, process, now)
+
+    def _judge(self, handle: WorkerHandle, now: float) -> None:
+        """The camera against its legal minima, from the mirror, each turn."""
+        status = handle.status
+        online = camera_state(status, time.time()) == "online"
+        changes = handle.compliance.observe(
+            now, online=online, fps=status.fps, width=status.width, height=status.height
+        )
+        for change in changes:
+            announce(handle.camera.id, change, self.events)
 
     def _verdict(self, handle: WorkerHandle, process: WorkerProcess, now: float) -> str | None:
         """Why the worker must be killed now, or None."""

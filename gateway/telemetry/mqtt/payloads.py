@@ -8,11 +8,13 @@ from typing import Any, TypedDict
 
 from gateway import __version__
 from gateway.clock import utc_iso
+from gateway.telemetry.compliance import Rule, RulePayload, compliance_document
 from gateway.telemetry.events import Event
 from gateway.telemetry.state import CameraStatus, StorageUsage, camera_state
 
 __all__ = [
     "CameraPayload",
+    "ComplianceEventPayload",
     "StatePayload",
     "StoragePayload",
     "camera_payload",
@@ -42,6 +44,22 @@ class CameraPayload(TypedDict):
     forward_error: str | None
     forward_ends: str | None
     error: str | None
+    compliance: dict[str, RulePayload]
+    """The legal minima per rule (``fps``, ``resolution``): see
+    :mod:`gateway.telemetry.compliance`."""
+
+
+class ComplianceEventPayload(TypedDict):
+    """``P/events`` of kind ``compliance_broken`` or ``compliance_restored``: a camera's rule
+    broken (for :data:`~gateway.telemetry.compliance.HOLD` seconds, online), or kept again."""
+
+    event: str
+    time: str
+    camera: str
+    rule: Rule
+    measured: float | str
+    """Frames per second (``fps``) or ``WIDTHxHEIGHT`` (``resolution``), when it changed."""
+    minimum: float | str
 
 
 class StoragePayload(TypedDict):
@@ -94,6 +112,7 @@ def camera_payload(status: CameraStatus) -> CameraPayload:
         "forward_error": forward.error,
         "forward_ends": _iso(forward.ends),
         "error": error,
+        "compliance": compliance_document(status.compliance),
     }
 
 
@@ -113,7 +132,8 @@ _SIGNIFICANT = (
 
 def significant(payload: CameraPayload) -> tuple[Any, ...]:
     """The fields whose change is published at once (the rest waits for the interval)."""
-    return tuple(payload.get(key) for key in _SIGNIFICANT)
+    verdicts = tuple((rule, entry["ok"]) for rule, entry in payload["compliance"].items())
+    return (*(payload.get(key) for key in _SIGNIFICANT), verdicts)
 
 
 def state_payload(
