@@ -26,6 +26,7 @@ TARGETS = PROM_DIR / "targets"
 
 REQUIRED_ALERTS = {
     "CameraDown",
+    "CameraBelowLegalMinimum",
     "CameraNotRecording",
     "StorageEvictingBeforeMaxAge",
     "StorageError",
@@ -177,6 +178,7 @@ MUTATIONS = {
         "camera_gateway_forward_active >= 0",
     ),
     "CameraDown without delay": ("for: 2m", "for: 0m"),
+    "CameraBelowLegalMinimum without delay": ("for: 15m", "for: 0m"),
 }
 
 
