@@ -73,10 +73,10 @@ def test_an_answer_after_the_wait_gave_up_is_dropped(
     handle: tuple[WorkerHandle, Channel],
 ) -> None:
     camera, worker = handle
-    answering = _answer_after(camera, worker, 0.5, sent=999)
+    answering = _answer_after(camera, worker, 2.0, sent=999)
     started = time.monotonic()
     totals = camera.stop_forward("s2", timeout=0.1)
-    assert time.monotonic() - started < 0.4, "the stop waits no longer than its timeout"
+    assert time.monotonic() - started < 1.5, "the stop waits for its timeout, not the answer"
     assert totals.bytes_sent == 0, "the latest known counters, the answer not being in"
     answering.join(5)
     # Nothing is left waiting for a stop that is over: late answers cannot pile up.
