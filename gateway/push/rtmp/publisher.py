@@ -8,75 +8,35 @@ certificate checks as everything else. Outgoing chunk size 4096, one write per m
 from __future__ import annotations
 
 import socket
-import time
 
 from gateway.media.packet import Packet, Track
+from gateway.push.driver import SessionPublisher
 from gateway.push.publisher import PushUrl
 from gateway.push.rtmp.session import RtmpSession
-from gateway.push.transport import Uplink
 
 __all__ = ["RtmpPublisher"]
 
-_CLOSE_WITHIN = 0.9
 
-
-class RtmpPublisher:
+class RtmpPublisher(SessionPublisher[RtmpSession]):
     """One RTMP publish session; what it carries is :class:`~gateway.push.rtmp.media.FlvMedia`'s
     choice, the rest is in :attr:`skipped`."""
+
+    close_within = 0.9
+    linger = True
 
     def __init__(
         self, sock: socket.socket, url: PushUrl, tracks: tuple[Track, ...], *, timeout: float
     ) -> None:
-        self._uplink = Uplink(sock, timeout=timeout)
-        self._session = RtmpSession(url, tracks)
-        self.skipped = self._session.skipped
-        self._closed = False
-
-    @property
-    def ready(self) -> bool:
-        return self._uplink.ready
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._uplink.bytes_sent
+        super().__init__(sock, RtmpSession(url, tracks), timeout=timeout)
 
     def start(self) -> None:
-        uplink, session = self._uplink, self._session
-        deadline = time.monotonic() + uplink.timeout
-        uplink.write(session.start())
-        while not session.publishing:
-            data = uplink.receive(deadline, session.waiting_for)
-            if not data:
-                raise session.closed()
-            session.receive(data)
-            uplink.write(session.data_to_send())
+        """The whole exchange (handshake, connect, createStream, publish) within the timeout."""
+        session = self._session
+        self._handshake(lambda: session.publishing, deadline_per_request=False)
 
     def send(self, packet: Packet, *, wait: bool = True) -> None:
-        data = self._session.send(packet)
-        if data:
-            self._uplink.write(data, wait=wait)
+        self._send(self._session.send(packet), wait=wait)
 
-    def poll(self) -> None:
-        if self._closed:
-            return
-        uplink, session = self._uplink, self._session
-        if uplink.pending:
-            uplink.write(b"")
-        drained = uplink.drain()
-        if drained.data:
-            session.receive(drained.data)
-            reply = session.data_to_send()
-            if reply:
-                uplink.write(reply)
-        if drained.error is not None:
-            raise drained.error
-        if drained.closed:
-            raise session.closed()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _goodbye(self) -> bytes:
         session = self._session
-        goodbye = b"" if session.failed else session.close()
-        self._uplink.close(goodbye, within=_CLOSE_WITHIN, linger=True)
+        return b"" if session.failed else session.close()
