@@ -5,7 +5,7 @@ the reusable constraints (:func:`between`, :data:`Positive`, :data:`NotEmpty`,
 from __future__ import annotations
 
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Annotated, Any, TypeVar
@@ -36,7 +36,6 @@ __all__ = [
     "Rejected",
     "base_dir",
     "between",
-    "in_range",
     "not_empty",
     "readable_file",
     "refuse",
@@ -127,12 +126,6 @@ def not_empty(value: object) -> object:
     return value
 
 
-def in_range(value: float, low: float, high: float, bounds: str) -> float:
-    if not low <= value <= high:
-        raise ValueError(f"must be between {bounds}, got {format_duration(value)}")
-    return value
-
-
 def readable_file(path: Path, base_dir: Path) -> Path:
     """``path`` made absolute against ``base_dir``; raise ValueError unless it can be read."""
     full_path = path if path.is_absolute() else base_dir / path
@@ -146,29 +139,28 @@ def readable_file(path: Path, base_dir: Path) -> Path:
     return full_path
 
 
-def between(low: float, high: float, bounds: str) -> AfterValidator:
-    """Constraint of a :data:`Duration` to ``[low, high]``, ``bounds`` saying so to people:
-    ``keepalive: Annotated[Duration, between(5, 600, "5s and 10m")]``."""
+_Number = TypeVar("_Number", int, float)
 
-    def check(value: float) -> float:
-        return in_range(value, low, high, bounds)
+
+def _range(low: float, high: float, bounds: str, show: Callable[[float], str]) -> AfterValidator:
+    def check(value: _Number) -> _Number:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {bounds}, got {show(value)}")
+        return value
 
     return AfterValidator(check)
 
 
-_Number = TypeVar("_Number", int, float)
+def between(low: float, high: float, bounds: str) -> AfterValidator:
+    """Constraint of a :data:`Duration` to ``[low, high]``, ``bounds`` saying so to people:
+    ``keepalive: Annotated[Duration, between(5, 600, "5s and 10m")]``."""
+    return _range(low, high, bounds, format_duration)
 
 
 def within(low: float, high: float, unit: str) -> AfterValidator:
     """Constraint of a plain number to ``[low, high]``, counted in ``unit`` (said to people):
     ``fps: Annotated[float, within(1, 120, "fps")]``; for durations, :func:`between`."""
-
-    def check(value: _Number) -> _Number:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g} {unit}, got {value:g}")
-        return value
-
-    return AfterValidator(check)
+    return _range(low, high, f"{low:g} and {high:g} {unit}", lambda value: f"{value:g}")
 
 
 def _positive(value: _Number) -> _Number:
