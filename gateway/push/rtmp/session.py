@@ -24,6 +24,7 @@ from gateway.push.rtmp.amf0 import AmfValue
 from gateway.push.rtmp.chunk import ChunkReader, ChunkWriter, Message, MessageType
 from gateway.push.rtmp.handshake import Handshake
 from gateway.push.rtmp.media import FlvMedia
+from gateway.push.stage import SessionStage
 
 __all__ = [
     "CHUNK_SIZE",
@@ -73,7 +74,7 @@ def split_path(path: str) -> tuple[str, str]:
     return app, name + sep + query
 
 
-class RtmpSession:
+class RtmpSession(SessionStage[Event]):
     """See the module; ``random`` gives the handshake's random bytes."""
 
     def __init__(
@@ -91,9 +92,7 @@ class RtmpSession:
         self._handshake = Handshake(random)
         self._reader = ChunkReader()
         self._writer = ChunkWriter(CHUNK_SIZE)
-        self._out = bytearray()
-        self.stage = "handshake"
-        """handshake, connect, createStream, publish, publishing; or failed, closed."""
+        super().__init__("handshake")  # then connect, createStream, publish, publishing
         self._awaited = 0
         self._transaction = 0
         self.stream_id = 0
@@ -123,23 +122,6 @@ class RtmpSession:
             raise PushError("the push URL has no stream name (rtmp://host/app/stream)")
         return self._handshake.start()
 
-    def data_to_send(self) -> bytes:
-        """Bytes the session owes the centre (empty if none); taken once."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def receive(self, data: bytes) -> list[Event]:
-        """Take bytes from the centre; what happened. :class:`PushError` on a refusal, a
-        failure status or malformed data."""
-        if self.stage in ("failed", "closed"):
-            return []
-        try:
-            return self._receive(data)
-        except PushError:
-            self.stage = "failed"
-            raise
-
     def closed(self) -> PushError:
         """What the centre closing the connection now means."""
         stage, self.stage = self.stage, "failed"
@@ -153,7 +135,7 @@ class RtmpSession:
         what = "the RTMP handshake" if stage == "handshake" else stage
         return PushError(f"the centre closed the connection during {what}")
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def _take(self, data: bytes) -> list[Event]:
         self._received += len(data)
         if not self._handshake.done:
             done = self._handshake.receive(data)

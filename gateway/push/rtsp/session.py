@@ -24,6 +24,7 @@ from gateway.push.rtsp.auth import Credentials
 from gateway.push.rtsp.messages import Response, StreamParser, request
 from gateway.push.rtsp.rtp import RtpTrack, clock_rate, payload_type
 from gateway.push.rtsp.sdp import RTSP_CODECS, describe
+from gateway.push.stage import SessionStage
 
 __all__ = ["Answered", "Recording", "RtspSession"]
 
@@ -54,7 +55,7 @@ class _Request:
     body: bytes = b""
 
 
-class RtspSession:
+class RtspSession(SessionStage[Event]):
     """See the module."""
 
     def __init__(
@@ -78,7 +79,6 @@ class RtspSession:
             self._channels[track.index] = (2 * index, rtp)
             self._sdp_tracks.append((track, pt))
         self._parser = StreamParser()
-        self._out = bytearray()
         self._plan: list[_Request] = []
         self._current: _Request | None = None
         self._cseq = 0
@@ -88,8 +88,7 @@ class RtspSession:
         self._last_request: float | None = None
         self._last_report: float | None = None
         self._base: float | None = None
-        self.stage = "OPTIONS"
-        """The method awaiting its answer; then recording, or failed, closed."""
+        super().__init__("OPTIONS")  # the method awaiting its answer; then recording
 
     @property
     def recording(self) -> bool:
@@ -118,11 +117,6 @@ class RtspSession:
         self._next()
         return self.data_to_send()
 
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
     def closed(self) -> PushError:
         """What the centre closing the connection now means."""
         stage, self.stage = self.stage, "failed"
@@ -147,16 +141,8 @@ class RtspSession:
         headers.update(req.headers)
         self._out += request(req.method, req.url, self._cseq, headers, req.body)
 
-    def receive(self, data: bytes) -> list[Event]:
-        """Take bytes from the centre; what happened. :class:`PushError` on a refusal or
-        malformed data."""
-        if self.stage in ("failed", "closed"):
-            return []
-        try:
-            return [e for r in self._parser.feed(data) if (e := self._answer(r)) is not None]
-        except PushError:
-            self.stage = "failed"
-            raise
+    def _take(self, data: bytes) -> list[Event]:
+        return [e for r in self._parser.feed(data) if (e := self._answer(r)) is not None]
 
     def _answer(self, response: Response) -> Event | None:
         req = self._current
