@@ -185,7 +185,8 @@ def test_unknown_key_at_top_level() -> None:
     data["colour"] = "blue"
     assert problems_of(data) == [
         "colour: unknown key "
-        "(allowed: site_id, timezone, storage, cameras, minimum, metrics, uplink, control, mqtt, "
+        "(allowed: site_id, timezone, storage, cameras, minimum, analysis, metrics, uplink, control, "
+        "mqtt, "
         "workers, audit)"
     ]
 
@@ -206,7 +207,7 @@ def test_unknown_key_in_camera_names_the_field_path(tmp_path: Path) -> None:
     assert info.value.problems == [
         "cameras[1].pasword: unknown key "
         "(allowed: id, url, username, password, password_file, record, audio, forward, "
-        "forward_url, tls, max_bitrate, minimum)"
+        "forward_url, tls, max_bitrate, minimum, analysis)"
     ]
     assert info.value.path == path
     assert str(info.value) == info.value.problems[0]

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.analysis import CameraAnalysisConfig
 from gateway.config.fields import (
     Bitrate,
     ConfigModel,
@@ -117,6 +118,8 @@ class CameraConfig(ConfigModel):
     minimum: StreamMinimum = Field(default_factory=StreamMinimum)
     """The legal minima it is judged against; the site-wide ``minimum`` fills the keys it
     leaves out."""
+    analysis: CameraAnalysisConfig = Field(default_factory=CameraAnalysisConfig)
+    """Its integrity checks (covered, defocused, moved, privacy masks)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -167,6 +170,15 @@ class CameraConfig(ConfigModel):
     def _username_not_empty(cls, value: str | None) -> str | None:
         if value == "":
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("analysis")
+    @classmethod
+    def _substream_needs_forward_url(
+        cls, value: CameraAnalysisConfig, info: ValidationInfo
+    ) -> CameraAnalysisConfig:
+        if value.source == "substream" and info.data.get("forward_url") is None:
+            raise ValueError("source: substream needs the camera's forward_url (its substream)")
         return value
 
     @field_validator("tls")

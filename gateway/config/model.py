@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.analysis import AnalysisConfig
 from gateway.config.camera import (
     CameraConfig,
     StreamMinimum,
@@ -58,7 +59,15 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 _SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
-_DEFAULTED_SECTIONS = ("cameras", "metrics", "control", "audit", "workers", "minimum")
+_DEFAULTED_SECTIONS = (
+    "cameras",
+    "metrics",
+    "control",
+    "audit",
+    "workers",
+    "minimum",
+    "analysis",
+)
 
 
 def _default_minimum(data: dict[str, Any]) -> None:
@@ -122,6 +131,9 @@ class Config(ConfigModel):
     cameras: tuple[CameraConfig, ...] = ()
     minimum: StreamMinimum = Field(default_factory=StreamMinimum)
     """Site-wide legal stream minima, the default of each ``cameras[].minimum`` key."""
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    """Timings and thresholds of the camera integrity checks (each camera's own part is
+    ``cameras[].analysis``)."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     uplink: UplinkConfig | None = None
     control: ControlConfig = Field(default_factory=ControlConfig)

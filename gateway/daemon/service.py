@@ -67,6 +67,7 @@ _RESTART_ONLY = (
     "mqtt",
     "uplink",
     "workers",
+    "analysis",
 )
 
 
@@ -94,6 +95,7 @@ class Gateway:
             self.events,
             verbose=logging.getLogger().isEnabledFor(logging.DEBUG),
             site=config.site_id,
+            journal=self._journal,
         )
         self.cameras: dict[str, WorkerHandle] = {}
         self.forwards: ForwardManager | None = None
@@ -199,6 +201,7 @@ class Gateway:
             memory_max=config.workers.memory_max,
             max_bitrate=camera.max_bitrate,
             forwarded=config.uplink is not None and camera.forward != "off",
+            analysis=config.analysis,
         )
 
     def watched(self) -> list[Watch]:

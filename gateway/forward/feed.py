@@ -1,5 +1,5 @@
-"""Where a forward takes its packets: the camera's own stream, or a substream (``forward_url``)
-pulled only while a forward session needs it."""
+"""Where a forward (or the integrity watch) takes its packets: the camera's own stream, or a
+substream (``forward_url``) pulled only while something needs it."""
 
 from __future__ import annotations
 
@@ -30,16 +30,19 @@ def main_stream_feed(stream: Stream) -> ForwardFeed:
 
 
 def substream_feed(camera: CameraConfig) -> ForwardFeed:
-    """Starts a second pull of the camera (its ``forward_url``) on acquire, stops it on release."""
+    """Starts a second pull of the camera (its ``forward_url``) at the first acquire, stops it
+    at the last release (the forward and the integrity watch may both hold it)."""
     assert camera.forward_url is not None  # noqa: S101 - for mypy: only called with one
     substream = camera.model_copy(
         update={"url": camera.forward_url, "forward_url": None, "record": False}
     )
     lock = threading.Lock()
     running: list[tuple[PullLoop, Stream]] = []
+    holders = [0]
 
     def acquire() -> Stream:
         with lock:
+            holders[0] += 1
             if not running:
                 stream = Stream(camera.id, gop_cache_bytes=GOP_CACHE_BYTES)
                 status = CameraStatus(id=camera.id, url=camera.display_forward_url or "")
@@ -50,7 +53,8 @@ def substream_feed(camera: CameraConfig) -> ForwardFeed:
 
     def release() -> None:
         with lock:
-            if running:
+            holders[0] = max(0, holders[0] - 1)
+            if running and not holders[0]:
                 worker, stream = running.pop()
                 worker.stop()
                 stream.close(timeout=2)

@@ -38,6 +38,14 @@ EventKind = Literal[
     "command_rejected",
     "compliance_broken",
     "compliance_restored",
+    "tamper_detected",
+    "tamper_cleared",
+    "privacy_mask_missing",
+    "privacy_mask_restored",
+    "forward_suspended",
+    "forward_resumed",
+    "analysis_relearned",
+    "snapshot_taken",
 ]
 """Every kind of event the daemon publishes (``P/events``): the MQTT contract, checked by mypy
 at each ``emit``. New kinds may be added; none is renamed or removed."""

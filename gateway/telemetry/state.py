@@ -25,15 +25,26 @@ __all__ = [
     "CameraStatus",
     "ForwardState",
     "ForwardStatus",
+    "PrivacyState",
     "RecorderStatus",
+    "Shift",
     "StorageUsage",
+    "TamperState",
+    "TamperStatus",
     "WorkerStatus",
     "camera_state",
 ]
 
 CameraState = Literal["starting", "online", "offline", "error", "disabled"]
 """``error``: the camera refuses our credentials; ``disabled``: neither recorded nor forwarded."""
-ForwardState = Literal["off", "connecting", "live", "error"]
+ForwardState = Literal["off", "connecting", "live", "error", "suspended"]
+"""``suspended``: a session is open but no picture goes, see :attr:`ForwardStatus.suspended`."""
+TamperState = Literal["off", "unknown", "learning", "ok", "covered", "defocused", "moved"]
+"""The camera's picture integrity: ``off`` when not analysed, ``unknown`` before the first
+analysed keyframe (or when its keyframes cannot be analysed: see ``error``); else the state of
+:class:`gateway.analysis.CameraMonitor`."""
+PrivacyState = Literal["none", "unknown", "ok", "missing"]
+"""The camera's privacy masks: ``none`` when it has no privacy zone."""
 _RATE_WINDOW = 2.0
 STALLED_AFTER = 2.0
 """Seconds without a frame after which a connected camera counts as ``stalled``."""
@@ -75,6 +86,46 @@ class ForwardStatus:
     """Frames dropped because the uplink was slower than the camera, all sessions."""
     reconnects: int = 0
     sessions: int = 0
+    suspended: str | None = None
+    """Why no picture goes to the centre although a session is open (a privacy mask is
+    missing), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """How far the scene moved from the learned reference, as last measured."""
+
+    dx: float
+    """Pixels of the camera's picture, to the right > 0."""
+    dy: float
+    """Pixels, downwards > 0."""
+    percent: float
+    """Length of the shift in percent of the picture's width."""
+    rotation: float
+    """Degrees, counter-clockwise > 0."""
+
+
+@dataclass(slots=True)
+class TamperStatus:
+    """Whether the camera still films what it should (see :mod:`gateway.watch`)."""
+
+    state: TamperState = "off"
+    since: float | None = None
+    """Wall time ``state`` was entered."""
+    conditions: tuple[str, ...] = ()
+    """Every condition raised now (``covered``, ``defocused``, ``moved``,
+    ``privacy_mask_missing``)."""
+    shift: Shift | None = None
+    """Measured on the last keyframe whose scene was recognised."""
+    privacy: PrivacyState = "none"
+    unmasked: tuple[str, ...] = ()
+    """Privacy zones showing content on the last analysed keyframe."""
+    error: str | None = None
+    """Why keyframes cannot be analysed (a codec other than H.264/H.265, a damaged keyframe)."""
+    keyframes: int = 0
+    """Keyframes analysed, all workers since the daemon started."""
+    analysed_at: float | None = None
+    """Wall time of the last analysed keyframe."""
 
 
 @dataclass(slots=True)
@@ -120,6 +171,7 @@ class CameraStatus:
     recorder: RecorderStatus = field(default_factory=RecorderStatus)
     forward: ForwardStatus = field(default_factory=ForwardStatus)
     worker: WorkerStatus = field(default_factory=WorkerStatus)
+    tamper: TamperStatus = field(default_factory=TamperStatus)
     dropped_frames: dict[str, int] = field(default_factory=dict)
     """Video frames dropped per consumer (recorder, forwarder) because it fell behind."""
     compliance: dict[Rule, RuleStatus] = field(default_factory=dict)

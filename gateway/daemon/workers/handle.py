@@ -6,24 +6,33 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import secrets
 import signal
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.backoff import Backoff
 from gateway.config import CameraConfig
 from gateway.daemon.workers.channel import Channel, ChannelError
 from gateway.daemon.workers.messages import (
+    MAX_SNAPSHOT,
     ForwardStart,
     ForwardStop,
     ForwardStopped,
+    Relearn,
+    SnapshotFailed,
+    SnapshotPart,
     Status,
+    TakeSnapshot,
+    TamperReport,
     WorkerSettings,
 )
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.storage.store import STUCK_AFTER
 from gateway.telemetry.compliance import Compliance, Minimum
-from gateway.telemetry.state import CameraStatus
+from gateway.telemetry.state import CameraStatus, Shift, TamperStatus
+from gateway.watch.snapshot import Snapshot, SnapshotError
 
 __all__ = ["COMMAND_WAIT", "RESTART_INITIAL", "RESTART_MAX", "WorkerHandle", "WorkerProcess"]
 
@@ -48,7 +57,20 @@ class _Totals:
     bytes_sent: int = 0
     forward_dropped: int = 0
     forward_reconnects: int = 0
+    keyframes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _PendingSnapshot:
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    snapshot: Snapshot | None = None
+    failure: str | None = None
+
+
+Gate = Literal["suspended", "resumed"]
+MASK_MISSING = "a privacy mask is missing: the centre may not be shown private areas"
 
 
 @dataclass(slots=True)
@@ -122,6 +144,13 @@ class WorkerHandle:
         self._replies: dict[str, ForwardStopped] = {}
         self._awaited: set[str] = set()
         """Sessions whose stop waits for the worker's answer."""
+        self._snapshots: dict[str, _PendingSnapshot] = {}
+        self._suspended: str | None = None
+        """Why the forward is held back (a privacy mask is missing), or None."""
+        if camera.analysis.enabled:
+            self.status.tamper = TamperStatus(
+                state="unknown", privacy="unknown" if camera.analysis.privacy_zones else "none"
+            )
         self._cond = threading.Condition()
         if not self.enabled:
             self.first_attempt.set()
@@ -139,8 +168,9 @@ class WorkerHandle:
         command = ForwardStart(session=session, target=target, queue=queue)
         with self._cond:
             self._forward = command
+            held = self._suspended is not None
         process = self.process
-        if process is not None:
+        if process is not None and not held:
             process.send(command)
 
     def stop_forward(self, session: str, timeout: float = 2.0) -> ForwardTotals:
@@ -167,8 +197,99 @@ class WorkerHandle:
 
     @property
     def forward_command(self) -> ForwardStart | None:
+        """What a new worker is to push now (None while the forward is suspended)."""
         with self._cond:
-            return self._forward
+            return None if self._suspended is not None else self._forward
+
+    @property
+    def forward_session(self) -> str | None:
+        with self._cond:
+            return None if self._forward is None else self._forward.session
+
+    def gate_forward(self) -> Gate | None:
+        """Hold the forward back while a privacy mask is missing (unless the camera's
+        ``forward_when_unmasked``), let it go once the masks are seen back; what changed."""
+        privacy = self.status.tamper.privacy
+        if self.camera.analysis.forward_when_unmasked:
+            privacy = "ok"
+        with self._cond:
+            if privacy == "missing" and self._suspended is None:
+                self._suspended, change = MASK_MISSING, "suspended"
+            elif privacy in ("ok", "none") and self._suspended is not None:
+                self._suspended, change = None, "resumed"
+            else:
+                return None
+            command = self._forward
+        process = self.process
+        if command is not None and process is not None:
+            process.send(command if change == "resumed" else ForwardStop(session=command.session))
+        self._show_suspension()
+        return change  # type: ignore[return-value]
+
+    def _show_suspension(self) -> None:
+        forward = self.status.forward
+        forward.suspended = self._suspended
+        if self._suspended is not None and self._forward is not None:
+            forward.state, forward.error = "suspended", self._suspended
+
+    # -- integrity ---------------------------------------------------------------------------
+
+    def relearn(self) -> bool:
+        """Have the watch learn the camera's view again; False if no worker took it."""
+        process = self.process
+        return process is not None and process.send(Relearn())
+
+    def take_snapshot(self, timeout: float = 5.0) -> Snapshot:
+        """The camera's last keyframe as a masked JPEG; :class:`SnapshotError` saying why not."""
+        if not self.camera.analysis.enabled:
+            raise SnapshotError(
+                f"camera {self.camera.id} is not analysed (analysis.enabled is false)"
+            )
+        process = self.process
+        if process is None:
+            raise SnapshotError(f"camera {self.camera.id} has no worker running (offline)")
+        request = secrets.token_hex(8)
+        pending = _PendingSnapshot()
+        with self._cond:
+            self._snapshots[request] = pending
+        try:
+            if not process.send(TakeSnapshot(request)):
+                raise SnapshotError(f"camera {self.camera.id}'s worker did not take the request")
+            with self._cond:
+                done = self._cond.wait_for(
+                    lambda: pending.snapshot is not None or pending.failure is not None, timeout
+                )
+        finally:
+            with self._cond:
+                self._snapshots.pop(request, None)
+        if pending.snapshot is not None:
+            return pending.snapshot
+        if pending.failure is not None:
+            raise SnapshotError(pending.failure)
+        assert not done  # noqa: S101 - for mypy: the wait timed out
+        raise SnapshotError(f"camera {self.camera.id} gave no snapshot within {timeout:.0f} s")
+
+    def snapshot_arrived(self, message: SnapshotPart | SnapshotFailed) -> None:
+        """A piece of a snapshot (or why there is none); pieces of no waiting request, out of
+        order or past :data:`MAX_SNAPSHOT` are dropped."""
+        with self._cond:
+            pending = self._snapshots.get(message.request)
+            if pending is None or pending.snapshot is not None or pending.failure is not None:
+                return
+            if isinstance(message, SnapshotFailed):
+                pending.failure = message.reason
+            elif message.index != len(pending.parts) or pending.size + len(message.data) > (
+                MAX_SNAPSHOT
+            ):
+                pending.failure = "the camera's worker sent a malformed snapshot"
+            else:
+                pending.parts.append(message.data)
+                pending.size += len(message.data)
+                if message.last:
+                    pending.snapshot = Snapshot(
+                        b"".join(pending.parts), message.width, message.height, message.taken_at
+                    )
+            self._cond.notify_all()
 
     def forward_replied(self, reply: ForwardStopped) -> None:
         """A worker's answer to a stop; kept only while that stop waits for it, so an answer
@@ -213,12 +334,33 @@ class WorkerHandle:
             forward.state, forward.since = fwd.state, fwd.since
         forward.error = fwd.error
         self._apply_forward(fwd.bytes_sent, fwd.dropped_frames, fwd.reconnects)
+        self._apply_tamper(report.tamper)
+        self._show_suspension()
         dropped = dict(base.dropped)
         for name, count in report.dropped.items():
             dropped[name] = dropped.get(name, 0) + count
         status.dropped_frames = dropped
         if report.progress.attempted:
             self.first_attempt.set()
+
+    def _apply_tamper(self, report: TamperReport) -> None:
+        if report.state == "off" and not self.camera.analysis.enabled:
+            return
+        tamper = self.status.tamper
+        tamper.state, tamper.since, tamper.conditions = (
+            report.state,
+            report.since,
+            report.conditions,
+        )
+        shift = report.shift
+        tamper.shift = (
+            None if shift is None else Shift(shift.dx, shift.dy, shift.percent, shift.rotation)
+        )
+        if report.privacy != "unknown" or tamper.privacy != "missing":
+            tamper.privacy = report.privacy  # a new worker cannot clear a missing mask
+        tamper.unmasked, tamper.error = report.unmasked, report.error
+        tamper.keyframes = self._base.keyframes + report.keyframes
+        tamper.analysed_at = report.analysed_at or tamper.analysed_at
 
     def _apply_forward(self, sent: int, dropped: int, reconnects: int) -> None:
         forward, base = self.status.forward, self._base
@@ -245,6 +387,7 @@ class WorkerHandle:
         base.bytes_sent, base.forward_dropped = forward.bytes_sent, forward.dropped_frames
         base.forward_reconnects = forward.reconnects
         base.dropped = dict(status.dropped_frames)
+        base.keyframes = status.tamper.keyframes
         status.fps = status.bitrate = 0.0
         status.recorder.recording = False
         status.recorder.current_segment = None

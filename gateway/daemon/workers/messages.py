@@ -12,12 +12,13 @@ supervisor, and they carry the camera's configuration and the uplink target with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
+from gateway.config.analysis import AnalysisConfig
 from gateway.forward.target import UplinkTarget
 from gateway.telemetry.events import WorkerEventKind
 from gateway.text import clip, display
@@ -32,13 +33,19 @@ __all__ = [
     "ForwardStopped",
     "Progress",
     "RecorderReport",
+    "Relearn",
     "SegmentAborted",
     "SegmentFinished",
     "SegmentOpened",
+    "SnapshotFailed",
+    "SnapshotPart",
     "Status",
     "Stop",
     "Stopped",
     "StorageState",
+    "TakeSnapshot",
+    "TamperChanged",
+    "TamperReport",
     "UpMessage",
     "WorkerSettings",
     "decode_up",
@@ -66,7 +73,9 @@ _Path = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class _Up(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
 
 class CameraReport(_Up):
@@ -105,12 +114,38 @@ class RecorderReport(_Up):
 
 
 class ForwardReport(_Up):
-    state: Literal["off", "connecting", "live", "error"] = "off"
+    state: Literal["off", "connecting", "live", "error", "suspended"] = "off"
     error: _Text | None = None
     since: _Time = 0.0
     bytes_sent: _Count = 0
     dropped_frames: _Count = 0
     reconnects: _Count = 0
+
+
+_Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_Condition = Literal["covered", "defocused", "moved", "privacy_mask_missing"]
+_ZoneName = Annotated[str, Field(max_length=32)]
+
+
+class ShiftReport(_Up):
+    dx: Annotated[float, Field(ge=-1e5, le=1e5, allow_inf_nan=False)]
+    dy: Annotated[float, Field(ge=-1e5, le=1e5, allow_inf_nan=False)]
+    percent: Annotated[float, Field(ge=0.0, le=1e5, allow_inf_nan=False)]
+    rotation: Annotated[float, Field(ge=-360.0, le=360.0, allow_inf_nan=False)]
+
+
+class TamperReport(_Up):
+    """The camera's integrity, as its watch last judged it."""
+
+    state: Literal["off", "unknown", "learning", "ok", "covered", "defocused", "moved"] = "off"
+    since: _Time | None = None
+    conditions: tuple[_Condition, ...] = Field(default=(), max_length=4)
+    shift: ShiftReport | None = None
+    privacy: Literal["none", "unknown", "ok", "missing"] = "none"
+    unmasked: tuple[_ZoneName, ...] = Field(default=(), max_length=16)
+    error: _Text | None = None
+    keyframes: _Count = 0
+    analysed_at: _Time | None = None
 
 
 class Progress(_Up):
@@ -132,6 +167,7 @@ class Status(_Up):
     camera: CameraReport
     recorder: RecorderReport
     forward: ForwardReport
+    tamper: TamperReport = Field(default_factory=TamperReport)
     dropped: dict[Annotated[str, Field(max_length=32)], _Count] = Field(
         default_factory=dict, max_length=8
     )
@@ -183,6 +219,51 @@ class ForwardStopped(_Up):
     reconnects: _Count
 
 
+class TamperChanged(_Up):
+    """A condition of the camera's picture raised or cleared, with the hashes of the snapshots
+    (:mod:`gateway.watch.snapshot`) of the keyframes before and after the change."""
+
+    kind: Literal["tamper_changed"] = "tamper_changed"
+    condition: _Condition
+    active: bool
+    at: _Time
+    """Wall time of the keyframe that decided it."""
+    state: Literal["learning", "ok", "covered", "defocused", "moved"]
+    shift: ShiftReport | None = None
+    unmasked: tuple[_ZoneName, ...] = Field(default=(), max_length=16)
+    structure: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    sharpness_ratio: Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)] | None = None
+    before_sha256: _Sha256 | None = None
+    before_at: _Time | None = None
+    after_sha256: _Sha256 | None = None
+    after_at: _Time | None = None
+
+
+SNAPSHOT_PART = 48 * 1024
+"""Bytes of JPEG per :class:`SnapshotPart` message (base64 keeps it under the channel's cap)."""
+MAX_SNAPSHOT = 4 * 1024 * 1024
+
+
+class SnapshotPart(_Up):
+    """One piece of a snapshot's JPEG (a channel message is at most 64 KiB)."""
+
+    kind: Literal["snapshot_part"] = "snapshot_part"
+    request: Annotated[str, Field(max_length=64)]
+    index: Annotated[int, Field(ge=0, le=MAX_SNAPSHOT // SNAPSHOT_PART)]
+    last: bool
+    data: Annotated[bytes, Field(max_length=SNAPSHOT_PART)]
+    """Base64 in the JSON (pydantic's ``ser_json_bytes``/``val_json_bytes``)."""
+    width: _Size = 0
+    height: _Size = 0
+    taken_at: _Time = 0.0
+
+
+class SnapshotFailed(_Up):
+    kind: Literal["snapshot_failed"] = "snapshot_failed"
+    request: Annotated[str, Field(max_length=64)]
+    reason: _Text
+
+
 class Stopped(_Up):
     """Last message of a worker asked to stop: every segment is finalised."""
 
@@ -190,7 +271,16 @@ class Stopped(_Up):
 
 
 UpMessage = Annotated[
-    Status | Event | SegmentOpened | SegmentFinished | SegmentAborted | ForwardStopped | Stopped,
+    Status
+    | Event
+    | SegmentOpened
+    | SegmentFinished
+    | SegmentAborted
+    | ForwardStopped
+    | TamperChanged
+    | SnapshotPart
+    | SnapshotFailed
+    | Stopped,
     Field(discriminator="kind"),
 ]
 _UP: TypeAdapter[Any] = TypeAdapter(UpMessage)
@@ -226,6 +316,9 @@ class WorkerSettings:
     forwarded: bool
     """The camera may be forwarded (an uplink exists and its forward is not off): its stream
     then keeps the GOP in progress, to replay when a session starts."""
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    """Timings and thresholds of the integrity watch (the camera's own part is in its
+    configuration)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,3 +345,15 @@ class ForwardStop:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Finish: stop pulling, finalise the open segment, say :class:`Stopped`, exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Relearn:
+    """Learn the camera's view and sharpness again (after an intentional re-aim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TakeSnapshot:
+    """Answer with the last keyframe as a masked JPEG (:class:`SnapshotPart` messages)."""
+
+    request: str

@@ -1,12 +1,14 @@
 """One camera's packet path, assembled in its worker process: status, fan-out stream, pull
-thread, recorder, and the forward to the centre while a session is open."""
+thread, recorder, the integrity watch, and the forward to the centre while a session is open."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import CameraConfig
+from gateway.config.analysis import AnalysisConfig
 from gateway.forward.feed import ForwardFeed, main_stream_feed, substream_feed
 from gateway.forward.pusher import FORWARD_QUEUE_BYTES, GOP_CACHE_BYTES, Pusher
 from gateway.forward.target import ForwardTotals, UplinkTarget
@@ -14,7 +16,9 @@ from gateway.recorder.recorder import Recorder, SegmentStore
 from gateway.source.pull import PullLoop
 from gateway.stream import Reader, Stream
 from gateway.telemetry.events import EventSink
-from gateway.telemetry.state import CameraStatus
+from gateway.telemetry.state import CameraStatus, TamperStatus
+from gateway.watch.analyser import QUEUE_BYTES, QUEUE_SECONDS, IntegrityWatch, Transition
+from gateway.watch.analyser import settings_of as watch_settings
 
 __all__ = ["RECORDER_QUEUE_BYTES", "RECORDER_QUEUE_SECONDS", "CameraRuntime"]
 
@@ -51,6 +55,8 @@ class CameraRuntime:
         forwarded: bool,
         events: EventSink,
         max_bitrate: float = 0.0,
+        analysis: AnalysisConfig | None = None,
+        on_tamper: Callable[[Transition], None] | None = None,
     ) -> None:
         self.config = camera
         self.status = CameraStatus(id=camera.id, url=camera.display_url)
@@ -84,10 +90,38 @@ class CameraRuntime:
         else:
             self.status.set_state("disabled")
             log.info("camera %s: its main stream is neither recorded nor forwarded", camera.id)
+        self.watch: IntegrityWatch | None = None
+        self._watched: Stream | None = None
+        if analysis is not None and camera.analysis.enabled:
+            self.watch = IntegrityWatch(
+                camera.id,
+                watch_settings(analysis, camera.analysis),
+                on_tamper or (lambda _transition: None),
+            )
+
+    @property
+    def tamper(self) -> TamperStatus:
+        """The integrity watch's view, or ``off`` when the camera is not analysed."""
+        if self.watch is not None:
+            return self.watch.status
+        return self.status.tamper
 
     def start(self) -> None:
         if self.worker is not None:
             self.worker.start()
+        watch = self.watch
+        if watch is None:
+            return
+        if self.config.analysis.source == "substream":
+            self._watched = self.source.acquire()
+        elif self.worker is not None:
+            self._watched = self.stream
+        else:
+            watch.status.error = "not analysed: its main stream is not pulled (record is off)"
+            return
+        self._watched.add_reader(
+            watch, max_seconds=QUEUE_SECONDS, max_bytes=QUEUE_BYTES, inline=watch.take_now
+        )
 
     def readers(self) -> list[Reader]:
         """Every consumer of the camera, the forward's (maybe on a substream) included."""
@@ -95,6 +129,9 @@ class CameraRuntime:
         session = self._forward
         if session is not None and session.reader not in readers:
             readers.append(session.reader)
+        watched = self._watched
+        if watched is not None and watched is not self.stream:
+            readers.extend(r for r in watched.readers if r.consumer is self.watch)
         return readers
 
     # -- forward -------------------------------------------------------------------------------
@@ -149,4 +186,7 @@ class CameraRuntime:
             self.worker.stop()
         if self._forward is not None:
             self.stop_forward()
+        if self._watched is not None and self._watched is not self.stream:
+            self._watched = None
+            self.source.release()
         return self.stream.close(timeout=timeout)

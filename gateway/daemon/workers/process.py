@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from gateway.config import CameraConfig
 from gateway.daemon.workers.channel import Channel, ChannelClosedError, ChannelError
+from gateway.daemon.workers.integrity import WorkerIntegrity, tamper_report
 from gateway.daemon.workers.messages import (
     UP_EVENTS,
     CameraReport,
@@ -31,10 +32,12 @@ from gateway.daemon.workers.messages import (
     ForwardStopped,
     Progress,
     RecorderReport,
+    Relearn,
     Status,
     Stop,
     Stopped,
     StorageState,
+    TakeSnapshot,
     WorkerSettings,
     encode_up,
 )
@@ -120,7 +123,10 @@ class CameraProcess:
             forwarded=settings.forwarded,
             events=_Events(self),
             max_bitrate=settings.max_bitrate,
+            analysis=settings.analysis,
+            on_tamper=lambda transition: self.send(self.integrity.changed(transition)),
         )
+        self.integrity = WorkerIntegrity(camera, settings.analysis, self.runtime)
         self._stop = threading.Event()
         self._supervisor_gone = False
 
@@ -201,12 +207,19 @@ class CameraProcess:
                     reconnects=totals.reconnects,
                 )
             )
+        elif isinstance(message, Relearn):
+            if self.runtime.watch is not None:
+                self.runtime.watch.relearn()
+        elif isinstance(message, TakeSnapshot):
+            for piece in self.integrity.snapshot(message.request):
+                self.send(piece)
         elif isinstance(message, Stop):
             self._stop.set()
 
     def _significant(self) -> tuple[object, ...]:
         status = self.runtime.status
         recorder, forward = status.recorder, status.forward
+        tamper = self.runtime.tamper
         return (
             status.state,
             status.error,
@@ -214,6 +227,9 @@ class CameraProcess:
             recorder.error,
             forward.state,
             forward.error,
+            tamper.state,
+            tamper.privacy,
+            tamper.error,
         )
 
     def report(self) -> Status:
@@ -270,6 +286,7 @@ class CameraProcess:
                 dropped_frames=forward.dropped_frames,
                 reconnects=forward.reconnects,
             ),
+            tamper=tamper_report(runtime.tamper),
             dropped={r.name: r.stats.dropped_frames for r in readers},
             progress=progress,
         )

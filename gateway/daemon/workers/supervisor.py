@@ -51,13 +51,17 @@ from gateway.daemon.workers.messages import (
     SegmentAborted,
     SegmentFinished,
     SegmentOpened,
+    SnapshotFailed,
+    SnapshotPart,
     Status,
     Stop,
     Stopped,
     StorageState,
+    TamperChanged,
     WorkerSettings,
     decode_up,
 )
+from gateway.daemon.workers.tamper import Journal, announce_change, announce_gate
 from gateway.host.proc import CLOCK_TICKS, cpu_ticks, exited, resident_bytes
 from gateway.media.fmp4 import Fmp4Error, scan
 from gateway.source.timeouts import OPEN_TIMEOUT
@@ -106,9 +110,12 @@ class Supervisor:
         *,
         verbose: bool = False,
         site: str | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.storage = storage
         self.events = events
+        self.journal: Journal = journal or (lambda _event, **_fields: None)
+        """Writes the integrity changes and forward suspensions to the audit journal."""
         self.forkserver = ForkServer(verbose=verbose, site=site)
         self.handles: dict[str, WorkerHandle] = {}
         self._lock = threading.Lock()
@@ -461,6 +468,22 @@ class Supervisor:
             process.report, process.report_at = message, process.last_message
             handle.apply(message)
             self.storage.writing(camera, message.recorder.writing_bytes)
+            gate = handle.gate_forward()
+            if gate is not None:
+                reason = handle.status.forward.suspended or "privacy masks back"
+                session = handle.forward_session
+                announce_gate(
+                    camera,
+                    gate,
+                    session=session,
+                    reason=reason,
+                    events=self.events,
+                    journal=self._journal_later,
+                )
+        elif isinstance(message, TamperChanged):
+            announce_change(camera, message, self.events, self._journal_later)
+        elif isinstance(message, SnapshotPart | SnapshotFailed):
+            handle.snapshot_arrived(message)
         elif isinstance(message, Event):
             if message.event in UP_EVENTS:
                 self.events.emit(message.event, camera=camera, **message.fields)
@@ -480,6 +503,10 @@ class Supervisor:
             handle.forward_replied(message)
         elif isinstance(message, Stopped):
             process.clean = True
+
+    def _journal_later(self, event: str, **fields: object) -> None:
+        """Journal on the storage thread: this loop never waits for a disk."""
+        self.storage.submit(lambda: self.journal(event, **fields))
 
     def _own(self, handle: WorkerHandle, text: str, *, partial: bool) -> Path:
         """A segment path a worker named, if it is one of its own camera's; else ValueError."""
