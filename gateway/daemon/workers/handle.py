@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import secrets
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -16,18 +15,15 @@ from gateway.backoff import Backoff
 from gateway.config import CameraConfig
 from gateway.daemon.workers.channel import Channel, ChannelError
 from gateway.daemon.workers.messages import (
-    MAX_SNAPSHOT,
     ForwardStart,
     ForwardStop,
     ForwardStopped,
     Relearn,
-    SnapshotFailed,
-    SnapshotPart,
     Status,
-    TakeSnapshot,
     TamperReport,
     WorkerSettings,
 )
+from gateway.daemon.workers.snapshots import SnapshotRequests
 from gateway.forward.target import ForwardTotals, UplinkTarget
 from gateway.storage.store import STUCK_AFTER
 from gateway.telemetry.compliance import Compliance, Minimum
@@ -59,14 +55,6 @@ class _Totals:
     forward_reconnects: int = 0
     keyframes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _PendingSnapshot:
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
-    snapshot: Snapshot | None = None
-    failure: str | None = None
 
 
 Gate = Literal["suspended", "resumed"]
@@ -144,9 +132,12 @@ class WorkerHandle:
         self._replies: dict[str, ForwardStopped] = {}
         self._awaited: set[str] = set()
         """Sessions whose stop waits for the worker's answer."""
-        self._snapshots: dict[str, _PendingSnapshot] = {}
+        self.snapshots = SnapshotRequests()
+        """Snapshots asked of the worker; its pieces are handed to :meth:`arrived`."""
         self._suspended: str | None = None
         """Why the forward is held back (a privacy mask is missing), or None."""
+        self._gated: str | None = None
+        """The session :meth:`gate_forward` last saw."""
         if camera.analysis.enabled:
             self.status.tamper = TamperStatus(
                 state="unknown", privacy="unknown" if camera.analysis.privacy_zones else "none"
@@ -208,23 +199,29 @@ class WorkerHandle:
 
     def gate_forward(self) -> Gate | None:
         """Hold the forward back while a privacy mask is missing (unless the camera's
-        ``forward_when_unmasked``), let it go once the masks are seen back; what changed."""
+        ``forward_when_unmasked``), let it go once the masks are seen back. What changed for
+        the open session: ``suspended`` also when a session opens while the forward is held."""
         privacy = self.status.tamper.privacy
         if self.camera.analysis.forward_when_unmasked:
             privacy = "ok"
+        send: object | None = None
         with self._cond:
+            command = self._forward
+            session = None if command is None else command.session
+            change: Gate | None = None
             if privacy == "missing" and self._suspended is None:
                 self._suspended, change = MASK_MISSING, "suspended"
+                send = None if command is None else ForwardStop(session=command.session)
             elif privacy in ("ok", "none") and self._suspended is not None:
-                self._suspended, change = None, "resumed"
-            else:
-                return None
-            command = self._forward
+                self._suspended, change, send = None, "resumed", command
+            elif self._suspended is not None and session != self._gated:
+                change = "suspended"  # opened while held: start_forward did not send it
+            self._gated = session
         process = self.process
-        if command is not None and process is not None:
-            process.send(command if change == "resumed" else ForwardStop(session=command.session))
+        if send is not None and process is not None:
+            process.send(send)
         self._show_suspension()
-        return change  # type: ignore[return-value]
+        return change if session is not None else None
 
     def _show_suspension(self) -> None:
         forward = self.status.forward
@@ -248,48 +245,7 @@ class WorkerHandle:
         process = self.process
         if process is None:
             raise SnapshotError(f"camera {self.camera.id} has no worker running (offline)")
-        request = secrets.token_hex(8)
-        pending = _PendingSnapshot()
-        with self._cond:
-            self._snapshots[request] = pending
-        try:
-            if not process.send(TakeSnapshot(request)):
-                raise SnapshotError(f"camera {self.camera.id}'s worker did not take the request")
-            with self._cond:
-                done = self._cond.wait_for(
-                    lambda: pending.snapshot is not None or pending.failure is not None, timeout
-                )
-        finally:
-            with self._cond:
-                self._snapshots.pop(request, None)
-        if pending.snapshot is not None:
-            return pending.snapshot
-        if pending.failure is not None:
-            raise SnapshotError(pending.failure)
-        assert not done  # noqa: S101 - for mypy: the wait timed out
-        raise SnapshotError(f"camera {self.camera.id} gave no snapshot within {timeout:.0f} s")
-
-    def snapshot_arrived(self, message: SnapshotPart | SnapshotFailed) -> None:
-        """A piece of a snapshot (or why there is none); pieces of no waiting request, out of
-        order or past :data:`MAX_SNAPSHOT` are dropped."""
-        with self._cond:
-            pending = self._snapshots.get(message.request)
-            if pending is None or pending.snapshot is not None or pending.failure is not None:
-                return
-            if isinstance(message, SnapshotFailed):
-                pending.failure = message.reason
-            elif message.index != len(pending.parts) or pending.size + len(message.data) > (
-                MAX_SNAPSHOT
-            ):
-                pending.failure = "the camera's worker sent a malformed snapshot"
-            else:
-                pending.parts.append(message.data)
-                pending.size += len(message.data)
-                if message.last:
-                    pending.snapshot = Snapshot(
-                        b"".join(pending.parts), message.width, message.height, message.taken_at
-                    )
-            self._cond.notify_all()
+        return self.snapshots.take(self.camera.id, process.send, timeout)
 
     def forward_replied(self, reply: ForwardStopped) -> None:
         """A worker's answer to a stop; kept only while that stop waits for it, so an answer

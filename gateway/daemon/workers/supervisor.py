@@ -468,10 +468,10 @@ class Supervisor:
             process.report, process.report_at = message, process.last_message
             handle.apply(message)
             self.storage.writing(camera, message.recorder.writing_bytes)
-            gate = handle.gate_forward()
+            gate = handle.gate_forward()  # None without a session: the status shows it
             if gate is not None:
-                reason = handle.status.forward.suspended or "privacy masks back"
                 session = handle.forward_session
+                reason = handle.status.forward.suspended or "privacy masks back"
                 announce_gate(
                     camera,
                     gate,
@@ -483,7 +483,7 @@ class Supervisor:
         elif isinstance(message, TamperChanged):
             announce_change(camera, message, self.events, self._journal_later)
         elif isinstance(message, SnapshotPart | SnapshotFailed):
-            handle.snapshot_arrived(message)
+            handle.snapshots.arrived(message)
         elif isinstance(message, Event):
             if message.event in UP_EVENTS:
                 self.events.emit(message.event, camera=camera, **message.fields)

@@ -41,6 +41,8 @@ def announce_change(
         if shift is not None and change.condition == "moved"
         else ""
     )
+    if change.unmasked:
+        measured = f" (zone {', '.join(change.unmasked)})"
     if change.active:
         log.warning("camera %s: %s%s", camera, what, measured)
     else:
