@@ -131,3 +131,20 @@ def test_a_camera_worker_loads_no_signing_library() -> None:
     assert "gateway.daemon.workers.process" in modules, "the probe imported the worker"
     assert "'cryptography" not in modules
     assert "'gateway.integrity" not in modules
+
+
+def test_the_supervisor_loads_no_media_library() -> None:
+    """Decoding a camera's bytes is its worker's: the supervisor, which holds snapshots and
+    the integrity states, must not load FFmpeg or OpenCV (memory, and a crash there would be
+    the whole daemon's)."""
+    import subprocess
+
+    probe = "import sys, gateway.daemon.service, gateway.daemon.cli; print(sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    modules = done.stdout
+    assert "gateway.daemon.service" in modules, "the probe imported the supervisor"
+    assert "gateway.watch.snapshot" in modules, "the probe reached the snapshots"
+    for library in ("av", "cv2", "numpy", "gateway.analysis", "gateway.watch.render"):
+        assert f"'{library}'" not in modules, library

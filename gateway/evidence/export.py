@@ -37,6 +37,7 @@ from gateway.evidence.clip import Clip, ClipError, ClipSource, write_clips
 from gateway.evidence.package import PackageWriter, file_sha256
 from gateway.evidence.requests import ExportError, ExportRequest
 from gateway.evidence.selection import gaps_in, nearest, select
+from gateway.evidence.unmasked import MaskRecord
 from gateway.integrity.audit import AuditError
 from gateway.integrity.keys import Signer, SigningKeyError
 from gateway.integrity.seal import ChainRecord
@@ -205,6 +206,7 @@ class _Work:
         self.root = job.config.storage.path
         self.warnings: list[str] = []
         self.written: list[tuple[str, Clip, Future[str]]] = []
+        self.masks = MaskRecord(job.integrity.audit.entries)
         self.digests = {
             s.path: hasher.submit(file_sha256, s.resolve(self.root))
             for c in job.cameras
@@ -215,7 +217,9 @@ class _Work:
         request, segments = self.job.request, self.job.chosen[camera]
         chain = self.job.integrity.sealer.records(camera)
         clips: list[Clip] = []
+        unmasked: list[dict[str, str]] = []
         if segments:
+            unmasked = self.masks.missing(camera, request.start, request.end, self.warnings)
             if self.on_progress is not None:
                 self.on_progress(f"camera {camera}: writing its clip")
             clips = write_clips(
@@ -242,6 +246,7 @@ class _Work:
             "sources": sources,
             "clock_synced": _all_synced(segments),
             "files": [c.path.name for c in clips],
+            "privacy_mask_missing": unmasked,
         }
 
     def _written(self, camera: str, clip: Clip) -> None:

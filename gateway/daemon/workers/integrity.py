@@ -19,7 +19,8 @@ from gateway.daemon.workers.messages import (
 from gateway.daemon.workers.pipeline import CameraRuntime
 from gateway.telemetry.state import Shift, TamperStatus
 from gateway.watch.analyser import Transition, zones_of
-from gateway.watch.snapshot import Keyframe, Snapshot, SnapshotError, render
+from gateway.watch.render import render
+from gateway.watch.snapshot import Keyframe, Snapshot, SnapshotError
 
 __all__ = ["WorkerIntegrity", "tamper_report"]
 
