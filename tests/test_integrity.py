@@ -9,14 +9,21 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartCentre, StartGateway
-from helpers import Broker, MqttWatcher, cli, wait_until, write_config
+from helpers import (
+    Broker,
+    MqttWatcher,
+    StartCentre,
+    StartGateway,
+    cli,
+    wait_until,
+    write_config,
+)
 from tamper import MASK, TamperCamera
 
 pytestmark = pytest.mark.camera
@@ -77,6 +84,10 @@ class _Watch:
         return at - since
 
 
+def _state_is(watch: _Watch, state: str) -> Callable[[], bool]:
+    return lambda: watch.tamper().get("state") == state
+
+
 def test_covered_blurred_turned_and_unmasked_are_seen_said_journalled_and_cleared(
     tmp_path: Path,
     camera: TamperCamera,
@@ -123,7 +134,7 @@ def test_covered_blurred_turned_and_unmasked_are_seen_said_journalled_and_cleare
             t0 = time.time()
             camera.set_mode(mode)
             raised = watch.wait_event("tamper_detected", condition, t0, f"{condition} raised")
-            wait_until(lambda s=state: watch.tamper().get("state") == s, 5, f"status {state}")
+            wait_until(_state_is(watch, state), 5, f"status {state}")
             t1 = time.time()
             camera.set_mode("normal")
             cleared = watch.wait_event("tamper_cleared", condition, t1, f"{condition} cleared")
