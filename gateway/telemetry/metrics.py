@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 from gateway.telemetry.state import CameraStatus, StorageUsage, camera_state
 
-__all__ = ["MetricsSnapshot", "serve_metrics"]
+__all__ = ["TAMPER_KINDS", "MetricsSnapshot", "metrics_registry", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 P = "camera_gateway_"
@@ -93,25 +93,6 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
     enabled = GaugeMetricFamily(
         P + "recording_enabled", "1 if the camera is configured to be recorded.", labels=cam
     )
-    fwd_up = GaugeMetricFamily(
-        P + "forward_up", "1 if the camera is being sent to the centre.", labels=cam
-    )
-    fwd_active = GaugeMetricFamily(
-        P + "forward_active",
-        "1 while a forward session is open (whether or not the push is live).",
-        labels=cam,
-    )
-    fwd_bytes = CounterMetricFamily(
-        P + "forward_bytes_sent", "Bytes sent to the centre.", labels=cam
-    )
-    fwd_dropped = CounterMetricFamily(
-        P + "forward_dropped_frames",
-        "Frames not sent because the uplink was slower than the camera.",
-        labels=cam,
-    )
-    fwd_reconnects = CounterMetricFamily(
-        P + "forward_reconnects", "Push connections re-established.", labels=cam
-    )
     dropped = CounterMetricFamily(
         P + "queue_dropped_frames",
         "Video frames dropped because a consumer fell behind.",
@@ -144,12 +125,6 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         written.add_metric(label, status.recorder.bytes_written)
         active.add_metric(label, 1.0 if status.recorder.recording else 0.0)
         enabled.add_metric(label, 1.0 if status.recorder.enabled else 0.0)
-        forward = status.forward
-        fwd_up.add_metric(label, 1.0 if forward.state == "live" else 0.0)
-        fwd_active.add_metric(label, 1.0 if forward.state != "off" else 0.0)
-        fwd_bytes.add_metric(label, forward.bytes_sent)
-        fwd_dropped.add_metric(label, forward.dropped_frames)
-        fwd_reconnects.add_metric(label, forward.reconnects)
         for consumer, count in status.dropped_frames.items():
             dropped.add_metric([status.id, consumer], count)
         no_keyframe.add_metric(label, status.recorder.no_keyframe_cuts)
@@ -157,9 +132,51 @@ def _camera_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         if status.worker.pid is not None:
             resident.add_metric(label, status.worker.resident_bytes)
     yield from (up, frames, received, reconnects, last, fps, segments, written, active, enabled)
-    yield from (dropped, fwd_up, fwd_active, fwd_bytes, fwd_dropped, fwd_reconnects)
-    yield from (no_keyframe, restarts, resident)
+    yield from (dropped, no_keyframe, restarts, resident)
+    yield from _forward_metrics(snap)
     yield from _compliance_metrics(snap)
+    yield from _tamper_metrics(snap)
+
+
+def _forward_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
+    """The forward's state as three gauges (``live``; a session open; held back while a
+    privacy mask is missing) and its counters."""
+    cam = ["camera"]
+    fwd_up = GaugeMetricFamily(
+        P + "forward_up", "1 if the camera is being sent to the centre.", labels=cam
+    )
+    fwd_active = GaugeMetricFamily(
+        P + "forward_active",
+        "1 while a forward session is open (whether or not the push is live).",
+        labels=cam,
+    )
+    fwd_suspended = GaugeMetricFamily(
+        P + "forward_suspended",
+        "1 while a forward session is open but sends no picture because a privacy mask is "
+        "missing (recording goes on).",
+        labels=cam,
+    )
+    fwd_bytes = CounterMetricFamily(
+        P + "forward_bytes_sent", "Bytes sent to the centre.", labels=cam
+    )
+    fwd_dropped = CounterMetricFamily(
+        P + "forward_dropped_frames",
+        "Frames not sent because the uplink was slower than the camera.",
+        labels=cam,
+    )
+    fwd_reconnects = CounterMetricFamily(
+        P + "forward_reconnects", "Push connections re-established.", labels=cam
+    )
+    for status in snap.cameras:
+        label = [status.id]
+        forward = status.forward
+        fwd_up.add_metric(label, 1.0 if forward.state == "live" else 0.0)
+        fwd_active.add_metric(label, 1.0 if forward.state != "off" else 0.0)
+        fwd_suspended.add_metric(label, 1.0 if forward.state == "suspended" else 0.0)
+        fwd_bytes.add_metric(label, forward.bytes_sent)
+        fwd_dropped.add_metric(label, forward.dropped_frames)
+        fwd_reconnects.add_metric(label, forward.reconnects)
+    yield from (fwd_up, fwd_active, fwd_suspended, fwd_bytes, fwd_dropped, fwd_reconnects)
 
 
 def _compliance_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
@@ -180,6 +197,63 @@ def _compliance_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
             if verdict.ratio is not None:
                 ratio.add_metric([status.id, rule], verdict.ratio)
     yield from (compliant, ratio)
+
+
+TAMPER_KINDS: tuple[str, ...] = ("covered", "defocused", "moved")
+"""The ``kind`` label of ``camera_tamper``: three series per analysed camera, always all three
+(a kind going back to 0 is seen, not lost)."""
+
+
+def _tamper_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
+    """The integrity watch, for analysed cameras only (``tamper.state`` not ``off``): a camera
+    with ``analysis.enabled: false`` exports none of these series, rather than a 0 that would
+    read as "checked and fine"."""
+    cam = ["camera"]
+    tamper = GaugeMetricFamily(
+        P + "camera_tamper",
+        "1 while the condition is raised on the camera's picture (kind covered, defocused or "
+        "moved; raised once it held analysis.min_duration), else 0.",
+        labels=["camera", "kind"],
+    )
+    displacement = GaugeMetricFamily(
+        P + "camera_displacement_ratio",
+        "Shift of the scene from the learned view as a fraction of the picture's width; 0 when "
+        "none is measured (no keyframe recognised yet, the picture covered, or a camera turned "
+        "so far that its view is not recognised: camera_tamper{kind=\"moved\"} says that).",
+        labels=cam,
+    )
+    learning = GaugeMetricFamily(
+        P + "camera_analysis_learning",
+        "1 while the camera's reference view is being learned (no tamper verdict yet).",
+        labels=cam,
+    )
+    keyframes = CounterMetricFamily(
+        P + "camera_analysed_keyframes",
+        "Keyframes analysed by the camera's integrity watch.",
+        labels=cam,
+    )
+    mask = GaugeMetricFamily(
+        P + "privacy_mask_ok",
+        "0 while a privacy zone of the camera shows content (its mask is missing), 1 once all "
+        "were seen masked for analysis.min_duration; absent for cameras without privacy zones "
+        "and while not judged.",
+        labels=cam,
+    )
+    for status in snap.cameras:
+        watch = status.tamper
+        if watch.state == "off":
+            continue
+        label = [status.id]
+        raised = {*watch.conditions, watch.state}
+        for kind in TAMPER_KINDS:
+            tamper.add_metric([status.id, kind], 1.0 if kind in raised else 0.0)
+        shift = watch.shift
+        displacement.add_metric(label, 0.0 if shift is None else shift.percent / 100.0)
+        learning.add_metric(label, 1.0 if watch.state == "learning" else 0.0)
+        keyframes.add_metric(label, watch.keyframes)
+        if watch.privacy in ("ok", "missing"):
+            mask.add_metric(label, 1.0 if watch.privacy == "ok" else 0.0)
+    yield from (tamper, displacement, learning, keyframes, mask)
 
 
 def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
@@ -217,11 +291,18 @@ def _storage_metrics(usage: StorageUsage) -> Iterator[Metric]:
     )
 
 
-def serve_metrics(host: str, port: int, snapshot: Callable[[], MetricsSnapshot]) -> bool:
-    """Serve ``/metrics`` on host:port in a background thread; False (logged) if it cannot."""
+def metrics_registry(snapshot: Callable[[], MetricsSnapshot]) -> CollectorRegistry:
+    """Everything ``/metrics`` exposes, read from ``snapshot()`` at each scrape: the daemon's
+    own series and the supervisor's ``process_*``."""
     registry = CollectorRegistry()
     registry.register(_GatewayCollector(snapshot))
     ProcessCollector(registry=registry)
+    return registry
+
+
+def serve_metrics(host: str, port: int, snapshot: Callable[[], MetricsSnapshot]) -> bool:
+    """Serve ``/metrics`` on host:port in a background thread; False (logged) if it cannot."""
+    registry = metrics_registry(snapshot)
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.clock import parse_utc_iso, utc_iso
 from gateway.telemetry.compliance import compliance_document
 from gateway.telemetry.metrics import MetricsSnapshot
+from gateway.telemetry.mqtt.payloads import tamper_document
 from gateway.telemetry.state import CameraStatus, ForwardStatus, StorageUsage, camera_state
 from gateway.text import display
 from gateway.units import format_duration, format_size
@@ -37,7 +38,8 @@ def render_status(document: dict[str, Any]) -> str:
     ]
     header = (
         f"{'camera':<14}{'state':<9}{'video':<18}{'fps':>5}{'kbit/s':>8}"
-        f"{'last frame':>11}  {'recording':<11}{'sound':<6}{'segments':>9}{'dropped':>8}  forward"
+        f"{'last frame':>11}  {'recording':<11}{'sound':<6}{'segments':>9}{'dropped':>8}  "
+        f"{'tamper':<11}forward"
     )
     lines.append(header)
     lines.append("-" * len(header))
@@ -57,6 +59,7 @@ def render_status(document: dict[str, Any]) -> str:
             recording = "yes" if camera["recording"] else "waiting"
         dropped = sum(camera["dropped_frames"].values())
         forward = camera["forward"]
+        tamper = camera.get("tamper")
         shown = display(forward["state"]) if forward["mode"] != "off" else "-"
         left = _age(forward["ends"], now)
         if left is not None and forward["state"] != "off":
@@ -66,14 +69,20 @@ def render_status(document: dict[str, Any]) -> str:
             f"{camera['fps']:>5.1f}"
             f"{camera['bitrate_kbps']:>8.0f}{shown_age:>11}  {recording:<11}"
             f"{'yes' if camera.get('audio') else 'no':<6}"
-            f"{camera['segments']:>9}{dropped:>8}  {shown}"
+            f"{camera['segments']:>9}{dropped:>8}  {_tamper_cell(tamper):<11}{shown}"
         )
+        suspended = forward.get("suspended")
         problems = (
             camera["error"] if camera["state"] != "online" else None,
             camera["recording_error"],
-            forward["error"],
+            # a suspension is said once, with the zones, by the tamper lines
+            forward["error"] if forward["error"] != suspended else None,
         )
-        for problem in (*problems, *_compliance_problems(camera.get("compliance", {}))):
+        for problem in (
+            *problems,
+            *_compliance_problems(camera.get("compliance", {})),
+            *_tamper_problems(tamper, forward, now),
+        ):
             if problem:
                 lines.append(f"{'':<14}! {display(problem)}")
     lines.append("")
@@ -114,6 +123,66 @@ def _compliance_problems(compliance: dict[str, Any]) -> list[str]:
     return problems
 
 
+_SAID = {
+    "covered": "picture covered (uniform or black)",
+    "defocused": "picture out of focus",
+    "moved": "camera moved off its learned view",
+}
+"""The tamper conditions as the problem lines say them, in the monitor's precedence."""
+
+
+def _tamper_cell(tamper: dict[str, Any] | None) -> str:
+    """The ``tamper`` column: the state (``moved 12%`` with its shift), or ``mask!`` while a
+    privacy mask is missing, the one a reader must see first (the lines below say the rest)."""
+    if tamper is None:
+        return "-"  # a daemon from before the integrity watch
+    if tamper["privacy"] == "missing":
+        return "mask!"
+    state = display(tamper["state"])
+    shift = tamper["shift"]
+    if state == "moved" and shift is not None:
+        return f"moved {shift['percent']:.0f}%"
+    return state
+
+
+def _tamper_problems(
+    tamper: dict[str, Any] | None, forward: dict[str, Any], now: float
+) -> list[str]:
+    """A line per tamper condition raised (``picture covered (uniform or black) since
+    2026-11-25 17:44:52 UTC (12m30s ago)``), one for missing privacy masks saying what became
+    of the forward, and one when keyframes cannot be analysed."""
+    if tamper is None:
+        return []
+    problems = []
+    raised = set(tamper["conditions"]) | {tamper["state"]}
+    for condition, said in _SAID.items():
+        if condition not in raised:
+            continue
+        line = said
+        shift = tamper["shift"]
+        if condition == "moved" and shift is not None:
+            line += f" (shift {shift['percent']:.1f} % of the width, {shift['rotation_deg']:+.1f}°)"
+        since = tamper["since"]
+        if condition == tamper["state"] and since is not None:
+            age = _age(since, now) or 0.0
+            line += f" since {since[:10]} {since[11:19]} UTC ({format_duration(age)} ago)"
+        problems.append(line)
+    if tamper["privacy"] == "missing":
+        zones = tamper["unmasked"]
+        where = f" in zone{'s' if len(zones) > 1 else ''} {', '.join(zones)}" if zones else ""
+        if forward.get("suspended") is None:
+            held = " (forward_when_unmasked: the forward is not held back)"
+            held = held if forward["mode"] != "off" else ""
+        elif forward["state"] == "suspended":
+            held = ": forward suspended, recording goes on"
+        else:
+            held = ": no forward to the centre until it is back"
+        problems.append(f"privacy mask missing{where}{held}")
+    if tamper["error"]:
+        problems.append(f"picture integrity not analysed: {tamper['error']}")
+    return problems
+
+
 def _iso(timestamp: float | None) -> str | None:
     return utc_iso(timestamp) if timestamp is not None else None
 
@@ -132,6 +201,7 @@ def _forward_document(forward: ForwardStatus) -> dict[str, Any]:
         "bytes_sent": forward.bytes_sent,
         "dropped_frames": forward.dropped_frames,
         "reconnects": forward.reconnects,
+        "suspended": forward.suspended,
     }
 
 
@@ -168,6 +238,7 @@ def status_document(
                 "dropped_frames": dict(status.dropped_frames),
                 "forward": _forward_document(status.forward),
                 "compliance": compliance_document(status.compliance),
+                "tamper": tamper_document(status.tamper),
                 "worker": {
                     "pid": status.worker.pid,
                     "restarts": status.worker.restarts,
@@ -194,7 +265,8 @@ def status_document(
 
 
 def summary(snapshot: MetricsSnapshot) -> str:
-    """One line for systemd's STATUS=: ``4/4 cameras online, 4 recording, 61% of quota``."""
+    """One line for systemd's STATUS=: ``4/4 cameras online, 4 recording, 61% of quota``, then
+    what needs a look (``1 tampered``, ``1 missing a privacy mask``, a storage error)."""
     cameras = list(snapshot.cameras)
     now = time.time()
     online = sum(1 for c in cameras if camera_state(c, now) == "online")
@@ -206,6 +278,12 @@ def summary(snapshot: MetricsSnapshot) -> str:
     forwarding = sum(1 for c in cameras if c.forward.state == "live")
     if forwarding:
         parts.append(f"{forwarding} forwarding")
+    tampered = sum(1 for c in cameras if c.tamper.state in _SAID)
+    if tampered:
+        parts.append(f"{tampered} tampered")
+    unmasked = sum(1 for c in cameras if c.tamper.privacy == "missing")
+    if unmasked:
+        parts.append(f"{unmasked} missing a privacy mask")
     if storage is not None and storage.error:
         parts.append(f"storage: {storage.error}")
     return ", ".join(parts)

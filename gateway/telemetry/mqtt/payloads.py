@@ -4,24 +4,75 @@ later versions add fields (``tamper``, ``compliance``, ...), never rename or rem
 from __future__ import annotations
 
 import time
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from gateway import __version__
 from gateway.clock import utc_iso
 from gateway.telemetry.compliance import Rule, RulePayload, compliance_document
 from gateway.telemetry.events import Event
-from gateway.telemetry.state import CameraStatus, StorageUsage, camera_state
+from gateway.telemetry.state import (
+    CameraStatus,
+    PrivacyState,
+    StorageUsage,
+    TamperState,
+    TamperStatus,
+    camera_state,
+)
 
 __all__ = [
     "CameraPayload",
     "ComplianceEventPayload",
+    "ForwardSuspensionEventPayload",
+    "PrivacyEventPayload",
+    "ShiftPayload",
     "StatePayload",
     "StoragePayload",
+    "TamperEventPayload",
+    "TamperPayload",
     "camera_payload",
     "event_payload",
     "significant",
     "state_payload",
+    "tamper_document",
 ]
+
+
+class ShiftPayload(TypedDict):
+    """How far the scene moved from the view the camera's watch learned."""
+
+    dx_px: float
+    """Pixels of the camera's picture, to the right > 0."""
+    dy_px: float
+    """Pixels, downwards > 0."""
+    percent: float
+    """Length of the shift in percent of the picture's width (``moved`` past
+    ``analysis.move_percent``)."""
+    rotation_deg: float
+    """Degrees, counter-clockwise > 0 (``moved`` past ``analysis.move_degrees``)."""
+
+
+class TamperPayload(TypedDict):
+    """A camera's ``tamper`` (status document and MQTT camera status): whether it still films
+    what it should, and whether its privacy masks hide what the law forbids it to show."""
+
+    state: TamperState
+    """``off`` (not analysed), ``unknown`` (no keyframe analysed yet, or none can be: see
+    ``error``), ``learning``, ``ok``, ``covered``, ``defocused`` or ``moved``."""
+    since: str | None
+    conditions: list[str]
+    """Every condition raised now: a moved camera also out of focus shows ``defocused`` with
+    both listed; ``privacy_mask_missing`` is listed beside the state."""
+    shift: ShiftPayload | None
+    """As last measured; None when it is not (no keyframe recognised yet, the picture covered,
+    or the camera turned so far that its view is not recognised)."""
+    privacy: PrivacyState
+    """``none`` (no privacy zone), ``unknown`` (not judged yet), ``ok`` or ``missing``."""
+    unmasked: list[str]
+    """Names of the privacy zones showing content on the last analysed keyframe."""
+    error: str | None
+    keyframes: int
+    """Keyframes analysed since the daemon started."""
+    analysed_at: str | None
 
 
 class CameraPayload(TypedDict):
@@ -43,10 +94,14 @@ class CameraPayload(TypedDict):
     forward_mode: str
     forward_error: str | None
     forward_ends: str | None
+    forward_suspended: str | None
+    """Why no picture goes to the centre (a privacy mask is missing), or None; ``forward`` is
+    then ``suspended`` while a session is open."""
     error: str | None
     compliance: dict[str, RulePayload]
     """The legal minima per rule (``fps``, ``resolution``): see
     :mod:`gateway.telemetry.compliance`."""
+    tamper: TamperPayload
 
 
 class ComplianceEventPayload(TypedDict):
@@ -60,6 +115,50 @@ class ComplianceEventPayload(TypedDict):
     measured: float | str
     """Frames per second (``fps``) or ``WIDTHxHEIGHT`` (``resolution``), when it changed."""
     minimum: float | str
+
+
+class TamperEventPayload(TypedDict):
+    """``P/events`` of kind ``tamper_detected`` or ``tamper_cleared``: a condition raised
+    (once it held ``analysis.min_duration`` on every analysed keyframe) or cleared."""
+
+    event: str
+    time: str
+    camera: str
+    condition: str
+    """``covered``, ``defocused`` or ``moved``."""
+    state: TamperState
+    """The camera's state after the change."""
+    shift_percent: NotRequired[float]
+    """With ``rotation``, when a shift was measured."""
+    rotation: NotRequired[float]
+    zones: NotRequired[str]
+    """Comma-separated names of the privacy zones showing content, if any."""
+
+
+class PrivacyEventPayload(TypedDict):
+    """``P/events`` of kind ``privacy_mask_missing`` or ``privacy_mask_restored``."""
+
+    event: str
+    time: str
+    camera: str
+    state: TamperState
+    shift_percent: NotRequired[float]
+    rotation: NotRequired[float]
+    zones: NotRequired[str]
+    """Comma-separated names of the privacy zones showing content (when missing)."""
+
+
+class ForwardSuspensionEventPayload(TypedDict):
+    """``P/events`` of kind ``forward_suspended`` (a privacy mask went missing: nothing goes to
+    the centre, recording goes on) or ``forward_resumed``."""
+
+    event: str
+    time: str
+    camera: str
+    session: str | None
+    """The forward session held back, or None when none is open."""
+    reason: NotRequired[str]
+    """Why (``forward_suspended`` only)."""
 
 
 class StoragePayload(TypedDict):
@@ -90,6 +189,29 @@ def _iso(timestamp: float | None) -> str | None:
     return utc_iso(timestamp) if timestamp is not None else None
 
 
+def tamper_document(tamper: TamperStatus) -> TamperPayload:
+    """``tamper`` as status and MQTT show it."""
+    shift = tamper.shift
+    return {
+        "state": tamper.state,
+        "since": _iso(tamper.since),
+        "conditions": list(tamper.conditions),
+        "shift": None
+        if shift is None
+        else {
+            "dx_px": round(shift.dx, 1),
+            "dy_px": round(shift.dy, 1),
+            "percent": round(shift.percent, 2),
+            "rotation_deg": round(shift.rotation, 2),
+        },
+        "privacy": tamper.privacy,
+        "unmasked": list(tamper.unmasked),
+        "error": tamper.error,
+        "keyframes": tamper.keyframes,
+        "analysed_at": _iso(tamper.analysed_at),
+    }
+
+
 def camera_payload(status: CameraStatus) -> CameraPayload:
     now = time.time()
     state = camera_state(status, now)
@@ -111,8 +233,10 @@ def camera_payload(status: CameraStatus) -> CameraPayload:
         "forward_mode": forward.mode,
         "forward_error": forward.error,
         "forward_ends": _iso(forward.ends),
+        "forward_suspended": forward.suspended,
         "error": error,
         "compliance": compliance_document(status.compliance),
+        "tamper": tamper_document(status.tamper),
     }
 
 
@@ -126,14 +250,18 @@ _SIGNIFICANT = (
     "audio",
     "forward",
     "forward_error",
+    "forward_suspended",
     "error",
 )
 
 
 def significant(payload: CameraPayload) -> tuple[Any, ...]:
-    """The fields whose change is published at once (the rest waits for the interval)."""
+    """The fields whose change is published at once (the rest waits for the interval): a
+    tamper state or a mask going missing is, the shift measured on each keyframe is not."""
     verdicts = tuple((rule, entry["ok"]) for rule, entry in payload["compliance"].items())
-    return (*(payload.get(key) for key in _SIGNIFICANT), verdicts)
+    tamper = payload["tamper"]
+    integrity = (tamper["state"], tuple(tamper["conditions"]), tamper["privacy"], tamper["error"])
+    return (*(payload.get(key) for key in _SIGNIFICANT), verdicts, integrity)
 
 
 def state_payload(
