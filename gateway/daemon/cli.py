@@ -1,8 +1,8 @@
 """The ``camera-gateway`` command line: its parser and :func:`main`. The commands are in
 :mod:`~gateway.daemon.run_cli` (run, demo, check-config), :mod:`~gateway.daemon.recordings_cli`
-(recordings list, reindex), :mod:`~gateway.daemon.control_cli` (status, forward: through the
-running daemon's control socket) and :mod:`~gateway.daemon.evidence_cli` (export, verify, hold,
-audit, key, recordings verify).
+(recordings list, reindex), :mod:`~gateway.daemon.control_cli` (status, forward, snapshot,
+analysis relearn: through the running daemon's control socket) and
+:mod:`~gateway.daemon.evidence_cli` (export, verify, hold, audit, key, recordings verify).
 
 Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=control_cli.status)
 
     _add_forward(sub)
+    _add_integrity(sub)
     add_commands(sub)
     return parser
 
@@ -123,6 +124,26 @@ def _add_forward(sub: Any) -> None:
         action.add_argument("--requested-by", metavar="NAME", help="who asks (journalled)")
         action.set_defaults(handler=control_cli.forward_command)
     fstatus.set_defaults(handler=control_cli.forward_status)
+
+
+def _add_integrity(sub: Any) -> None:
+    snapshot = sub.add_parser("snapshot", help="a camera's picture now, privacy zones blacked out")
+    snapshot.add_argument("--camera", required=True, metavar="ID")
+    snapshot.add_argument("-o", "--output", required=True, type=Path, metavar="FILE", help="JPEG")
+    snapshot.add_argument("--reason", required=True, help="what it is for (journalled)")
+    snapshot.set_defaults(handler=control_cli.snapshot)
+    analysis = sub.add_parser("analysis", help="the cameras' integrity watch")
+    asub = analysis.add_subparsers(dest="action", required=True, metavar="ACTION")
+    relearn = asub.add_parser("relearn", help="learn a camera's view again after a re-aim")
+    relearn.add_argument("--camera", required=True, metavar="ID")
+    relearn.add_argument("--reason", required=True, help="the re-aim or work it follows")
+    relearn.set_defaults(handler=control_cli.relearn)
+    for command in (snapshot, relearn):
+        command.add_argument("--by", "--requested-by", dest="requested_by", metavar="NAME")
+        command.add_argument(
+            "--config", type=Path, metavar="FILE", help="to find the daemon's control socket"
+        )
+        command.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
 
 
 def _setup_logging(verbose: bool) -> None:

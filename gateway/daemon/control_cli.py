@@ -1,5 +1,5 @@
 """The ``camera-gateway`` commands that talk to the running daemon over its control socket:
-``status`` and ``forward start|stop|status``."""
+``status``, ``forward start|stop|status``, ``snapshot`` and ``analysis relearn``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.config import load_config
 
-__all__ = ["forward_command", "forward_status", "status"]
+__all__ = ["forward_command", "forward_status", "relearn", "snapshot", "status"]
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -59,6 +59,89 @@ def forward_command(args: argparse.Namespace) -> int:
     for key in ("target", "ends", "duration", "bytes_sent"):
         if session.get(key) is not None:
             print(f"  {key}: {display(session[key])}")
+    return EXIT_OK
+
+
+def snapshot(args: argparse.Namespace) -> int:
+    """``snapshot``: the camera's last keyframe, privacy zones blacked out, written to a file
+    only its owner may read (it shows people)."""
+    import base64
+    import binascii
+    import hashlib
+
+    from gateway.daemon.control import ControlError, call
+    from gateway.text import display
+
+    request: dict[str, object] = {"command": "snapshot", "camera": args.camera}
+    request["reason"] = args.reason
+    if args.requested_by is not None:
+        request["requested_by"] = args.requested_by
+    try:
+        answer = call(_control_socket(args), request)
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        jpeg = base64.b64decode(answer["jpeg"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        print("camera-gateway: no usable answer from the daemon (no picture)", file=sys.stderr)
+        return EXIT_FAILURE
+    if hashlib.sha256(jpeg).hexdigest() != answer.get("sha256"):
+        print("camera-gateway: the picture received does not match its hash", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        _write_private(Path(args.output), jpeg)
+    except OSError as exc:
+        print(f"camera-gateway: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"snapshot of camera {display(args.camera)} written to {display(args.output)}")
+    print(f"  bytes: {len(jpeg)}")
+    print(f"  size: {display(answer.get('width'))}x{display(answer.get('height'))}")
+    print(f"  keyframe_at: {display(answer.get('keyframe_at'))}")
+    print(f"  sha256: {display(answer.get('sha256'))}")
+    return EXIT_OK
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a new file renamed over it), mode 0600."""
+    import os
+    import secrets
+
+    from gateway.host.durable import fsync_dir, write_new
+
+    folder = path.parent
+    temporary = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+    try:
+        write_new(temporary, data, 0o600)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(folder)
+
+
+def relearn(args: argparse.Namespace) -> int:
+    """``analysis relearn``: after an intentional re-aim, the camera's watch learns the view
+    again (journalled, with who asked and why)."""
+    from gateway.daemon.control import ControlError, call
+    from gateway.text import display
+
+    request: dict[str, object] = {"command": "relearn", "camera": args.camera}
+    request["reason"] = args.reason
+    if args.requested_by is not None:
+        request["requested_by"] = args.requested_by
+    try:
+        answer = call(_control_socket(args), request)
+    except ControlError as exc:
+        print(f"camera-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(display(answer.get("message")))
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from gateway.clock import clock_synchronized
 from gateway.config import CameraConfig, Config, ConfigError, config_warnings, load_config
 from gateway.daemon.control import ControlServer, Peer
 from gateway.daemon.health import MIN_WEDGED_AFTER, WEDGED_AFTER, Watch, problems
+from gateway.daemon.integrity_commands import CONTROL_COMMANDS, IntegrityCommands
 from gateway.daemon.systemd import Notifier
 from gateway.daemon.workers.handle import WorkerHandle
 from gateway.daemon.workers.messages import WorkerSettings
@@ -98,6 +99,12 @@ class Gateway:
             journal=self._journal,
         )
         self.cameras: dict[str, WorkerHandle] = {}
+        self.watch_commands = IntegrityCommands(
+            site_id=config.site_id,
+            cameras=self.cameras,
+            audit=self.integrity.audit,
+            events=self.events,
+        )
         self.forwards: ForwardManager | None = None
         self.control: ControlServer | None = None
         self.mqtt: MqttPublisher | None = None
@@ -189,6 +196,8 @@ class Gateway:
             view=self._mqtt_view,
             events=self.events.subscribe(),
             on_command=self._mqtt_command,
+            on_snapshot=self.watch_commands.mqtt_snapshot,
+            on_relearn=self.watch_commands.mqtt_relearn,
         )
         self.mqtt.start()
 
@@ -245,6 +254,8 @@ class Gateway:
             fields = {k: v for k, v in request.items() if k != "command"}
             fields.setdefault("requested_by", peer.user)
             return self._forward(fields, origin=f"command line, {peer.describe()}")
+        if command in CONTROL_COMMANDS:
+            return self.watch_commands.control(request, peer)
         if command == "evidence":
             via = f"command line, {peer.describe()}"
             if request.get("action") == "export":

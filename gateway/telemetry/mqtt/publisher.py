@@ -1,4 +1,4 @@
-"""The MQTT side of the daemon: one connection, retained status, events, forward commands.
+"""The MQTT side of the daemon: one connection, retained status, events, commands.
 
 Topics, with ``P = <topic_prefix>/<site_id>``:
 
@@ -10,7 +10,12 @@ Topics, with ``P = <topic_prefix>/<site_id>``:
   each camera's seal chain, and the key's fingerprint, on every change: the centre's copy lets
   anyone detect a journal or chain cut short or rolled back on the box;
 - ``P/events``: JSON events, not retained, QoS 1;
-- ``P/cameras/<id>/forward/set``: forward commands, QoS 1.
+- ``P/cameras/<id>/forward/set``: forward commands, QoS 1;
+- ``P/cameras/<id>/snapshot/set``: snapshot requests, answered on ``P/cameras/<id>/snapshot``
+  (the JPEG itself, QoS 1, not retained, only when one was taken) and then, for every request,
+  ``P/cameras/<id>/snapshot/result`` (JSON, QoS 1, not retained: ``ok``, ``message``,
+  ``sha256``, ``bytes``, ...);
+- ``P/cameras/<id>/analysis/relearn/set``: relearn requests, answered by events.
 
 paho's network thread keeps the connection (and reconnects, backing off from 1 s to 30 s);
 this module's own thread builds and publishes payloads, and another carries out the commands in
@@ -29,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -46,6 +51,7 @@ from gateway.telemetry.mqtt.payloads import (
     state_payload,
 )
 from gateway.telemetry.state import CameraStatus, StorageUsage
+from gateway.watch.commands import SnapshotResult
 
 __all__ = ["MqttPublisher", "MqttView"]
 
@@ -54,6 +60,11 @@ log = logging.getLogger(__name__)
 _PROTOCOL_REFUSED = {1, 132}
 """CONNACK codes for "unsupported protocol version" (MQTT 3.1.1 and 5)."""
 _AUTH_REFUSED = {4, 5, 134, 135}
+PUBLISH_OVERHEAD = 16
+"""Bytes of a QoS 1 PUBLISH packet besides its topic and payload (fixed header, topic length,
+packet id, properties length: 10 at most), rounded up."""
+SNAPSHOT_PUBLISH_WAIT = 10.0
+"""Longest wait for the broker to acknowledge a snapshot (a megabyte over a slow uplink)."""
 _dropped = RateLimitedLog(log, "MQTT: %d more commands dropped in the last minute (queue full)")
 _failed = RateLimitedLog(
     log, "MQTT: %d more commands failed in the last minute", level=logging.ERROR
@@ -73,6 +84,16 @@ class MqttView:
 
 
 CommandHandler = Callable[[str, bytes], None]
+"""Carries out a command: the camera id (from the topic) and the payload."""
+SnapshotHandler = Callable[[str, bytes, int | None], SnapshotResult]
+"""Takes a snapshot: the camera id, the payload, and the largest JPEG the broker takes (None:
+no limit known); returns what to publish."""
+_COMMAND_TOPICS = {
+    ("forward", "set"): "forward",
+    ("snapshot", "set"): "snapshot",
+    ("analysis", "relearn", "set"): "relearn",
+}
+"""Topics under ``P/cameras/<id>/`` that carry commands, and the kind of each."""
 
 
 class MqttPublisher:
@@ -84,6 +105,8 @@ class MqttPublisher:
         view: Callable[[], MqttView],
         events: EventQueue,
         on_command: CommandHandler,
+        on_snapshot: SnapshotHandler | None = None,
+        on_relearn: CommandHandler | None = None,
     ) -> None:
         self.config = config
         self.site_id = site_id
@@ -91,7 +114,11 @@ class MqttPublisher:
         self._view = view
         self._events = events
         self._on_command = on_command
-        self._commands: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=100)
+        self._on_snapshot = on_snapshot
+        self._on_relearn = on_relearn
+        self._commands: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=100)
+        self._max_packet: int | None = None
+        """The broker's Maximum Packet Size (MQTT 5 CONNACK), None if it sets none."""
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._republish = threading.Event()
@@ -181,7 +208,7 @@ class MqttPublisher:
         _userdata: Any,
         _flags: Any,
         reason: ReasonCode,
-        _properties: Any,
+        properties: Any,
     ) -> None:
         if reason.is_failure:
             code = reason.value
@@ -191,6 +218,8 @@ class MqttPublisher:
             what = "refused our credentials" if code in _AUTH_REFUSED else "refused the connection"
             self._problem(f"the MQTT broker {what} ({reason})")
             return
+        limit = getattr(properties, "MaximumPacketSize", None)
+        self._max_packet = limit if isinstance(limit, int) and limit > 0 else None
         self._connected.set()
         self._last_problem = None
         log.info(
@@ -201,6 +230,10 @@ class MqttPublisher:
         )
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cameras", "+", "forward", "set"), qos=1)
+        if self._on_snapshot is not None:
+            client.subscribe(self.topic("cameras", "+", "snapshot", "set"), qos=1)
+        if self._on_relearn is not None:
+            client.subscribe(self.topic("cameras", "+", "analysis", "relearn", "set"), qos=1)
         self._republish.set()
 
     def _on_disconnect(
@@ -219,9 +252,10 @@ class MqttPublisher:
         parts = message.topic.split("/")
         prefix_parts = self.prefix.count("/") + 1
         tail = parts[prefix_parts:]
-        if len(tail) == 4 and tail[0] == "cameras" and tail[2:] == ["forward", "set"]:
+        kind = _COMMAND_TOPICS.get(tuple(tail[2:])) if len(tail) > 2 else None
+        if kind is not None and tail[0] == "cameras":
             try:
-                self._commands.put_nowait((tail[1], bytes(message.payload)))
+                self._commands.put_nowait((kind, tail[1], bytes(message.payload)))
             except queue.Full:
                 _dropped.log("MQTT: too many commands waiting; one for %s dropped", tail[1])
 
@@ -248,13 +282,55 @@ class MqttPublisher:
         never holds up the status and events published meanwhile."""
         while not self._stop.is_set():
             try:
-                camera_id, payload = self._commands.get(timeout=0.5)
+                kind, camera_id, payload = self._commands.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
-                self._on_command(camera_id, payload)
+                if kind == "forward":
+                    self._on_command(camera_id, payload)
+                elif kind == "snapshot" and self._on_snapshot is not None:
+                    self._snapshot(self._on_snapshot, camera_id, payload)
+                elif kind == "relearn" and self._on_relearn is not None:
+                    self._on_relearn(camera_id, payload)
             except Exception:
                 _failed.log("MQTT: command for camera %s failed", camera_id, exc_info=True)
+
+    def _snapshot(self, take: SnapshotHandler, camera_id: str, payload: bytes) -> None:
+        """Take the snapshot, publish the JPEG, then the result: whatever happens, a failure
+        is a result that says it (and a log line), never an exception on this thread."""
+        if not self.connected:
+            _failed.log("MQTT: snapshot for camera %s not taken: the broker is away", camera_id)
+            return
+        topic = self.topic("cameras", camera_id, "snapshot")
+        room = None
+        if self._max_packet is not None:
+            room = max(0, self._max_packet - len(topic.encode()) - PUBLISH_OVERHEAD)
+        result = take(camera_id, payload, room)
+        if result.jpeg is not None:
+            problem = self._deliver(topic, result.jpeg)
+            if problem is not None:
+                _failed.log("MQTT: snapshot of camera %s not delivered: %s", camera_id, problem)
+                message = f"the snapshot was taken but not delivered: {problem}"
+                result = replace(result, ok=False, message=message)
+        answer = self.topic("cameras", camera_id, "snapshot", "result")
+        self._publish(answer, result.as_dict(), retain=False)
+
+    def _deliver(self, topic: str, payload: bytes) -> str | None:
+        """Publish raw bytes (QoS 1, not retained) and wait for the broker's acknowledgement;
+        None once acknowledged, else what went wrong."""
+        client = self._client
+        if client is None:
+            return "not connected to the broker"
+        try:
+            info = client.publish(topic, payload, qos=1, retain=False)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return f"the broker cannot take it now ({paho.error_string(info.rc)})"
+            info.wait_for_publish(SNAPSHOT_PUBLISH_WAIT)
+        except (RuntimeError, ValueError) as exc:
+            return str(exc)
+        if not info.is_published():
+            return f"the broker did not acknowledge it within {SNAPSHOT_PUBLISH_WAIT:.0f} s"
+        return None
 
     def _switch_to_311(self) -> None:
         log.warning("MQTT: the broker does not speak MQTT 5; using MQTT 3.1.1")
