@@ -185,9 +185,8 @@ def test_unknown_key_at_top_level() -> None:
     data["colour"] = "blue"
     assert problems_of(data) == [
         "colour: unknown key "
-        "(allowed: site_id, timezone, storage, cameras, minimum, analysis, metrics, uplink, control, "
-        "mqtt, "
-        "workers, audit)"
+        "(allowed: site_id, timezone, storage, cameras, minimum, analysis, metrics, uplink, "
+        "control, mqtt, workers, audit)"
     ]
 
 

@@ -18,6 +18,7 @@ import pytest
 from helpers import (
     Broker,
     MqttWatcher,
+    StartCamera,
     StartCentre,
     StartGateway,
     cli,
@@ -214,3 +215,30 @@ def test_covered_blurred_turned_and_unmasked_are_seen_said_journalled_and_cleare
         assert "privacy mask was missing" in result.stdout + result.stderr
     finally:
         watcher.close()
+
+
+def test_a_camera_can_be_watched_on_its_substream(
+    tmp_path: Path, camera: TamperCamera, cameras: StartCamera, gateway: StartGateway
+) -> None:
+    """``analysis.source: substream``: the keyframes analysed are the ``forward_url``'s, pulled
+    all the time. Here the main stream is a ball on black (which would be ``covered``) and the
+    substream the tamper camera's corridor, so only the substream can make it ``ok``."""
+    main = cameras(["/main:pattern=ball:width=704:height=576"])
+    config = write_config(
+        tmp_path / "gw.yaml",
+        tmp_path / "rec",
+        [
+            {
+                "id": "hall",
+                "url": main.url("/main"),
+                "forward_url": camera.url,
+                "analysis": {"source": "substream"},
+            }
+        ],
+        analysis={"interval": "1s", "min_duration": "3s"},
+    )
+    gw = gateway(config)
+    wait_until(lambda: gw.status()["hall"]["tamper"]["state"] == "ok", 40, "hall ok")
+    camera.set_mode("black")
+    wait_until(lambda: gw.status()["hall"]["tamper"]["state"] == "covered", 20, "covered")
+    assert gw.segments("hall"), "the main stream is recorded all the while"

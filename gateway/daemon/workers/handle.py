@@ -138,7 +138,7 @@ class WorkerHandle:
         """Why the forward is held back (a privacy mask is missing), or None."""
         self._gated: str | None = None
         """The session :meth:`gate_forward` last saw."""
-        if camera.analysis.enabled:
+        if camera.analysis.enabled and self.enabled:
             self.status.tamper = TamperStatus(
                 state="unknown", privacy="unknown" if camera.analysis.privacy_zones else "none"
             )
