@@ -170,7 +170,11 @@ def test_snapshot_and_relearn_from_the_command_line(
     config = write_config(
         tmp_path / "gw.yaml",
         tmp_path / "rec",
-        [_hall(camera.url("/main")), {"id": "yard", "url": f"rtsp://127.0.0.1:{closed}/main"}],
+        [
+            _hall(camera.url("/main")),
+            {"id": "yard", "url": f"rtsp://127.0.0.1:{closed}/main"},
+            {**_hall(camera.url("/main")), "id": "porch", "analysis": {"enabled": False}},
+        ],
     )
     gw = gateway(config)
     _analysed(gw)
@@ -210,6 +214,7 @@ def test_snapshot_and_relearn_from_the_command_line(
     refusals = {
         "yard": (["--camera", "yard", "--reason", "r"], "camera yard is offline"),
         "unknown": (["--camera", "nope", "--reason", "r"], "unknown camera 'nope'"),
+        "porch": (["--camera", "porch", "--reason", "r"], "camera porch is not analysed"),
         "blank": (["--camera", "hall", "--reason", "  "], "a snapshot needs a reason"),
         "forged": (["--camera", "hall", "--reason", "r", "--by", "x\nFAKE"], "U+000A"),
     }
