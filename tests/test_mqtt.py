@@ -335,7 +335,7 @@ def test_falls_back_to_mqtt_311_when_the_broker_refuses_mqtt_5(
         old.close()
 
 
-def test_the_deployed_acl_lets_only_the_centre_send_commands(
+def test_the_deployed_acl_lets_only_the_centre_send_commands_and_see_snapshots(
     tmp_path: Path, gateway: StartGateway
 ) -> None:
     from helpers import ROOT
@@ -375,6 +375,17 @@ def test_the_deployed_acl_lets_only_the_centre_send_commands(
             centre.publish(f"{P}/cameras/hall/forward/set", too_long)
             wait_until(lambda: centre.events("command_rejected"), 10, "the centre's command")
             wait_until(lambda: f"{P}/seal" in centre.retained, 10, "the box's seal heads")
+            # Snapshots: asked by the centre only, and seen by the centre only.
+            ask = json.dumps({"requested_by": "opérateur 12", "reason": "appel 17"})
+            landlord.publish(f"{P}/cameras/hall/snapshot/set", ask)
+            time.sleep(2)
+            assert f"{P}/cameras/hall/snapshot/result" not in centre.retained
+            centre.publish(f"{P}/cameras/hall/snapshot/set", ask)
+            picture = f"{P}/cameras/hall/snapshot"
+            wait_until(lambda: picture in centre.retained, 15, "the snapshot, at the centre")
+            assert centre.retained[picture][:2] == b"\xff\xd8", "a JPEG"
+            wait_until(lambda: f"{picture}/result" in landlord.retained, 10, "the result")
+            assert picture not in landlord.retained, "the landlord may not see pictures"
         finally:
             centre.close()
             landlord.close()
