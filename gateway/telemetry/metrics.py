@@ -219,7 +219,7 @@ def _tamper_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
         P + "camera_displacement_ratio",
         "Shift of the scene from the learned view as a fraction of the picture's width; 0 when "
         "none is measured (no keyframe recognised yet, the picture covered, or a camera turned "
-        "so far that its view is not recognised: camera_tamper{kind=\"moved\"} says that).",
+        'so far that its view is not recognised: camera_tamper{kind="moved"} says that).',
         labels=cam,
     )
     learning = GaugeMetricFamily(
