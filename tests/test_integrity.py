@@ -242,3 +242,28 @@ def test_a_camera_can_be_watched_on_its_substream(
     camera.set_mode("black")
     wait_until(lambda: gw.status()["hall"]["tamper"]["state"] == "covered", 20, "covered")
     assert gw.segments("hall"), "the main stream is recorded all the while"
+
+
+def test_a_camera_with_keyframes_further_apart_than_the_interval_is_still_judged(
+    tmp_path: Path, gateway: StartGateway
+) -> None:
+    """A keyframe every 4 s against an interval of 1 s: every keyframe is analysed, and a
+    condition is judged over them instead of being forgotten between two of them."""
+    gop = 4.0
+    with TamperCamera(tmp_path, width=704, height=576, fps=10, gop=int(gop * 10)).start() as cam:
+        config = write_config(
+            tmp_path / "gw.yaml",
+            tmp_path / "rec",
+            [{"id": "hall", "url": cam.url}],
+            analysis={"interval": "1s", "min_duration": "4s"},
+        )
+        gw = gateway(config)
+        gw.wait_log("camera hall: a keyframe every ", 20)
+        t0 = time.monotonic()
+        cam.set_mode("black")
+        wait_until(
+            lambda: gw.status()["hall"]["tamper"]["state"] == "covered",
+            MIN_DURATION + 2 * gop + SLACK,
+            "covered, judged over keyframes 4 s apart",
+        )
+        print(f"\ncovered told after {time.monotonic() - t0:.1f} s with a 4 s GOP")

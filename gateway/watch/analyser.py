@@ -12,6 +12,7 @@ is handed to ``on_change`` with the keyframes before and after it, for the journ
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -104,6 +105,9 @@ class IntegrityWatch:
         self._raised_by: dict[str, Keyframe] = {}
         self._masked_since: float | None = None
         self._relearn = threading.Event()
+        self._last_key: float | None = None
+        self._spacing: float | None = None
+        """Seconds between the camera's last two keyframes."""
 
     # -- the source's thread -------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class IntegrityWatch:
             return True
         if self._decoder is not None and packet.received >= self._next_at:
             return False
+        self._space(packet)
         self.latest = self._keyframe(packet)
         return True
 
@@ -122,6 +127,7 @@ class IntegrityWatch:
         video = info.video
         self._decoder = None
         self._next_at = 0.0
+        self._last_key = self._spacing = None
         if video is None:
             self.status.error = "the camera sends no video"
             return
@@ -136,12 +142,14 @@ class IntegrityWatch:
     def on_packet(self, packet: Packet) -> None:
         if not packet.starts_gop:
             return
+        self._space(packet)
         keyframe = self._keyframe(packet)
         self.latest = keyframe
         decoder = self._decoder
         if decoder is None or packet.received < self._next_at:
             return
         self._next_at = packet.received + self.settings.interval - EARLY
+        self._follow_gop()
         if self._relearn.is_set():
             self._relearn.clear()
             self.monitor.relearn()
@@ -173,6 +181,27 @@ class IntegrityWatch:
         self._relearn.set()
 
     # -- inside ----------------------------------------------------------------------------------
+
+    def _space(self, packet: Packet) -> None:
+        if self._last_key is not None:
+            self._spacing = packet.received - self._last_key
+        self._last_key = packet.received
+
+    def _follow_gop(self) -> None:
+        """Keyframes further apart than the monitor allows between two looks (a camera with a
+        long GOP) would have every condition forgotten before it holds: judge over them."""
+        spacing, settings = self._spacing, self.monitor.settings
+        if spacing is None or spacing <= settings.max_gap / 2 or self.monitor.reference is not None:
+            return  # once learned, a long gap is a hiccup, not the camera's GOP
+        slower = dataclasses.replace(settings, interval=1.1 * spacing)
+        log.info(
+            "camera %s: a keyframe every %.1f s, more than analysis.interval: each is analysed "
+            "and conditions are judged over them (a change is told within min_duration + 2 "
+            "keyframes)",
+            self.camera_id,
+            spacing,
+        )
+        self.monitor = CameraMonitor(slower)  # still learning: little is lost
 
     def _keyframe(self, packet: Packet) -> Keyframe:
         return Keyframe(bytes(packet.data), self._codec, self._extradata, time.time())

@@ -34,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -50,8 +50,12 @@ from gateway.telemetry.mqtt.payloads import (
     significant,
     state_payload,
 )
+from gateway.telemetry.mqtt.snapshots import (
+    PUBLISH_OVERHEAD,
+    SNAPSHOT_PUBLISH_WAIT,
+    SnapshotHandler,
+)
 from gateway.telemetry.state import CameraStatus, StorageUsage
-from gateway.watch.commands import SnapshotResult
 
 __all__ = ["MqttPublisher", "MqttView"]
 
@@ -60,11 +64,6 @@ log = logging.getLogger(__name__)
 _PROTOCOL_REFUSED = {1, 132}
 """CONNACK codes for "unsupported protocol version" (MQTT 3.1.1 and 5)."""
 _AUTH_REFUSED = {4, 5, 134, 135}
-PUBLISH_OVERHEAD = 16
-"""Bytes of a QoS 1 PUBLISH packet besides its topic and payload (fixed header, topic length,
-packet id, properties length: 10 at most), rounded up."""
-SNAPSHOT_PUBLISH_WAIT = 10.0
-"""Longest wait for the broker to acknowledge a snapshot (a megabyte over a slow uplink)."""
 _dropped = RateLimitedLog(log, "MQTT: %d more commands dropped in the last minute (queue full)")
 _failed = RateLimitedLog(
     log, "MQTT: %d more commands failed in the last minute", level=logging.ERROR
@@ -85,9 +84,8 @@ class MqttView:
 
 CommandHandler = Callable[[str, bytes], None]
 """Carries out a command: the camera id (from the topic) and the payload."""
-SnapshotHandler = Callable[[str, bytes, int | None], SnapshotResult]
-"""Takes a snapshot: the camera id, the payload, and the largest JPEG the broker takes (None:
-no limit known); returns what to publish."""
+
+
 _COMMAND_TOPICS = {
     ("forward", "set"): "forward",
     ("snapshot", "set"): "snapshot",
@@ -306,14 +304,15 @@ class MqttPublisher:
         if self._max_packet is not None:
             room = max(0, self._max_packet - len(topic.encode()) - PUBLISH_OVERHEAD)
         result = take(camera_id, payload, room)
+        document = result.as_dict()
         if result.jpeg is not None:
             problem = self._deliver(topic, result.jpeg)
             if problem is not None:
                 _failed.log("MQTT: snapshot of camera %s not delivered: %s", camera_id, problem)
                 message = f"the snapshot was taken but not delivered: {problem}"
-                result = replace(result, ok=False, message=message)
+                document.update(ok=False, message=message)
         answer = self.topic("cameras", camera_id, "snapshot", "result")
-        self._publish(answer, result.as_dict(), retain=False)
+        self._publish(answer, document, retain=False)
 
     def _deliver(self, topic: str, payload: bytes) -> str | None:
         """Publish raw bytes (QoS 1, not retained) and wait for the broker's acknowledgement;
