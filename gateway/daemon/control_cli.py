@@ -28,7 +28,6 @@ def _control_socket(args: argparse.Namespace) -> Path:
 
 def forward_command(args: argparse.Namespace) -> int:
     """``forward start|stop``: ask the daemon to start (or extend) or stop a forward session."""
-    from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
     request: dict[str, object] = {
@@ -40,15 +39,8 @@ def forward_command(args: argparse.Namespace) -> int:
         request["duration"] = args.duration
     if args.reason is not None:
         request["reason"] = args.reason
-    if args.requested_by is not None:
-        request["requested_by"] = args.requested_by
-    try:
-        answer = call(_control_socket(args), request)
-    except ControlError as exc:
-        print(f"camera-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    if not answer.get("ok"):
-        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
+    answer = _ask(args, request)
+    if answer is None:
         return EXIT_FAILURE
     session = answer.get("session")
     session = session if isinstance(session, dict) else {}
@@ -69,20 +61,10 @@ def snapshot(args: argparse.Namespace) -> int:
     import binascii
     import hashlib
 
-    from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
-    request: dict[str, object] = {"command": "snapshot", "camera": args.camera}
-    request["reason"] = args.reason
-    if args.requested_by is not None:
-        request["requested_by"] = args.requested_by
-    try:
-        answer = call(_control_socket(args), request)
-    except ControlError as exc:
-        print(f"camera-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    if not answer.get("ok"):
-        print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
+    answer = _ask_about_camera("snapshot", args)
+    if answer is None:
         return EXIT_FAILURE
     try:
         jpeg = base64.b64decode(answer["jpeg"], validate=True)
@@ -126,23 +108,37 @@ def _write_private(path: Path, data: bytes) -> None:
 def relearn(args: argparse.Namespace) -> int:
     """``analysis relearn``: after an intentional re-aim, the camera's watch learns the view
     again (journalled, with who asked and why)."""
+    from gateway.text import display
+
+    answer = _ask_about_camera("relearn", args)
+    if answer is None:
+        return EXIT_FAILURE
+    print(display(answer.get("message")))
+    return EXIT_OK
+
+
+def _ask_about_camera(command: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """A camera's integrity command (who asks, why): the daemon's answer, or None."""
+    return _ask(args, {"command": command, "camera": args.camera, "reason": args.reason})
+
+
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, Any] | None:
+    """Send a command, with who asks if given, to the daemon; its answer, or None once the
+    reason it failed is printed."""
     from gateway.daemon.control import ControlError, call
     from gateway.text import display
 
-    request: dict[str, object] = {"command": "relearn", "camera": args.camera}
-    request["reason"] = args.reason
     if args.requested_by is not None:
         request["requested_by"] = args.requested_by
     try:
         answer = call(_control_socket(args), request)
     except ControlError as exc:
         print(f"camera-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return None
     if not answer.get("ok"):
         print(f"camera-gateway: refused: {display(answer.get('message'))}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(display(answer.get("message")))
-    return EXIT_OK
+        return None
+    return answer
 
 
 def forward_status(args: argparse.Namespace) -> int:

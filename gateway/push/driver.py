@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -39,7 +40,7 @@ class Session(Protocol):
 S = TypeVar("S", bound=Session)
 
 
-class SessionPublisher(Generic[S]):
+class SessionPublisher(ABC, Generic[S]):
     """A :class:`~gateway.push.publisher.Publisher` made of an uplink and a session."""
 
     close_within = 1.0
@@ -114,5 +115,6 @@ class SessionPublisher(Generic[S]):
         self._closed = True
         self._uplink.close(self._goodbye(), within=self.close_within, linger=self.linger)
 
+    @abstractmethod
     def _goodbye(self) -> bytes:
-        raise NotImplementedError
+        """What the centre is told last, as the session closes."""

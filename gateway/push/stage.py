@@ -3,6 +3,7 @@ is at, and the rule that bad input from the centre fails the session for good.""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from gateway.push.error import PushError
@@ -12,7 +13,7 @@ __all__ = ["SessionStage"]
 E = TypeVar("E")
 
 
-class SessionStage(Generic[E]):
+class SessionStage(ABC, Generic[E]):
     """Base of a protocol session; ``E`` is its event type. A subclass appends to ``_out`` and
     implements :meth:`_take`."""
 
@@ -38,5 +39,6 @@ class SessionStage(Generic[E]):
             self.stage = "failed"
             raise
 
+    @abstractmethod
     def _take(self, data: bytes) -> list[E]:
-        raise NotImplementedError
+        """The protocol's own reading of the centre's bytes."""
