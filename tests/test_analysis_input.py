@@ -21,6 +21,8 @@ from gateway.analysis import (
     frame_from_array,
     measure,
 )
+from gateway.analysis.measures import GRID
+from gateway.analysis.privacy import zone_tiles
 from gateway.media.packet import Packet, Track
 
 
@@ -71,16 +73,16 @@ def test_odd_sized_pictures_are_analysed() -> None:
         assert frame.height % 2 == 0
         assert frame.colour is not None
         assert frame.colour.shape[:2] == frame.grey.shape
-        m = measure(frame.grey, frame.colour)
+        m = measure(frame.grey)
         assert 0.0 <= m.brightness <= 1.0
-        assert m.saturation is not None
+        assert 0.0 <= m.structure <= 1.0
 
 
 def test_a_flat_picture_is_measured_without_dividing_by_zero() -> None:
     m = measure(np.full((240, 320), 128, np.uint8))
     assert m.sharpness == 0.0
     assert m.structure == 0.0
-    assert m.entropy == 0.0
+    assert m.contrast == 0.0
     status = CameraMonitor().observe(frame_from_array(np.zeros((240, 320), np.uint8)), 0.0)
     assert status.judgement.covered
 
@@ -172,3 +174,23 @@ def test_privacy_zones_are_checked_when_made() -> None:
         Zone("door", ((0.1, 0.1), (0.2, 0.2)))
     with pytest.raises(ValueError, match="outside"):
         Zone("door", ((0.1, 0.1), (1.2, 0.2), (0.1, 0.5)))
+
+
+def test_zone_tiles_leave_out_the_masked_part_of_the_structure() -> None:
+    left = Zone("door", ((0.0, 0.0), (0.25, 0.0), (0.25, 1.0), (0.0, 1.0)))
+    tiles = zone_tiles((left,), 320, 240, GRID)
+    assert tiles is not None and tiles.shape == (GRID[1], GRID[0])
+    assert tiles[:, :4].all() and not tiles[:, 6:].any()  # the zone, its halo, nothing more
+    assert zone_tiles((), 320, 240, GRID) is None
+    most = Zone("most", ((0.0, 0.0), (0.9, 0.0), (0.9, 1.0), (0.0, 1.0)))
+    assert zone_tiles((most,), 320, 240, GRID) is None  # measured whole
+    rng = np.random.default_rng(3)
+    picture = np.full((240, 320), 100, np.uint8)
+    picture[:, 160:] = rng.integers(0, 255, (240, 160), dtype=np.uint8)  # detail on the right
+    picture[:, 80:84] = 250  # the outline of a mask: sharp, not the scene's
+    whole = measure(picture)
+    masked = measure(picture, ignore=tiles)
+    assert masked.structure > whole.structure  # flat masked tiles no longer count against it
+    assert masked.tiles is not None and not masked.tiles[tiles].any()
+    with pytest.raises(FrameError, match="grid"):
+        measure(picture, ignore=np.zeros((3, 3), bool))

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
-from analysis_scenes import Image, Scene, corridor_scene, defocus, mask, uniform
+from analysis_scenes import (
+    Image,
+    Scene,
+    corridor_scene,
+    defocus,
+    mask,
+    partial_cover,
+    uniform,
+)
 
 from gateway.analysis import CameraMonitor, Frame, Settings, Status, frame_from_array
 from gateway.analysis.debounce import Debounce
@@ -149,6 +157,20 @@ def test_covered_hides_a_move_under_way(scene: Scene) -> None:
     statuses = run(monitor, cloth, at + 8.0, 6)
     assert statuses[-1].state == "covered"
     assert statuses[-1].conditions == {"covered"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_an_80_percent_cover_with_the_masks_drawn_over_it_is_covered(seed: int) -> None:
+    """A camera draws its privacy masks over whatever is in front of the lens: their flat fill
+    and sharp outline on the cover are no detail of the scene, and do not hide the cover."""
+    scene = corridor_scene(seed)
+    assert scene.zones
+    for side in range(4):
+        monitor, at = learned(scene)
+        rng = np.random.default_rng(seed * 10 + side)
+        covered = frame(mask(partial_cover(scene.view(), rng, 0.8, side), scene.zones))
+        statuses = run(monitor, covered, at, 6)
+        assert statuses[-1].conditions == {"covered"}, (side, statuses[-1].judgement.measures)
 
 
 def test_a_lost_privacy_mask_is_reported_beside_the_state_and_cleared_when_masked_again(

@@ -2,8 +2,8 @@
 
 Analysis runs on a small grey picture (320 pixels wide by default): the measures and the feature
 matching need the scene's structure, not its detail, and a 320 × 180 picture costs a few hundred
-microseconds per measure where a 1080p one would cost tens of milliseconds. The colour picture,
-when kept, is smaller still: it is only used for the mean saturation (colour ↔ infrared).
+microseconds per measure where a 1080p one would cost tens of milliseconds. A colour copy is
+kept only when asked for (a snapshot); the analysis never needs one.
 """
 
 from __future__ import annotations

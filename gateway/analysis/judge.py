@@ -11,6 +11,10 @@ cover threshold also scales with the camera's own structure and why a cover is a
 the learned view's detailed tiles gone flat; an 80 % cover leaves 0.15–0.34 and a uniform,
 black or sprayed one under 0.12. A healthy picture keeps over 0.75 of its learned sharpness
 (heavy compression included); a 4-pixel defocus at 704 pixels wide leaves under 0.58 of it.
+
+The tiles a privacy zone or the halo of its outline touches are left out of the structure and
+of the learned view's detail: a camera draws its masks over whatever is before the lens, so
+their flat fill and sharp outline tell nothing of a cover.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.analysis.frame import Frame
-from gateway.analysis.measures import DEAD, Measures, measure
+from gateway.analysis.measures import DEAD, GRID, Measures, measure
 from gateway.analysis.motion import (
     Affine,
     Displacement,
@@ -31,7 +35,7 @@ from gateway.analysis.motion import (
     features,
     match,
 )
-from gateway.analysis.privacy import Zone, ZoneCheck, check_zones
+from gateway.analysis.privacy import Zone, ZoneCheck, check_zones, zone_tiles
 
 __all__ = ["Judgement", "Reference", "Settings", "judge", "turned", "verdict"]
 
@@ -158,7 +162,8 @@ def judge(frame: Frame, reference: Reference | None, settings: Settings) -> Judg
     scene is recognised, turned away: then those tiles went out of view (a scene whose detail
     sits in one corner, turned by 20 %), and the camera is moved, not covered.
     """
-    m = measure(frame.grey, frame.colour)
+    ignore = zone_tiles(settings.zones, frame.width, frame.height, GRID)
+    m = measure(frame.grey, ignore=ignore)
     threshold = cover_threshold(settings, reference)
     lost = lost_share(m, reference)
     hidden = (

@@ -1,4 +1,4 @@
-"""Measures of one analysed grey picture: brightness, uniformity, edges, structure, sharpness.
+"""Measures of one analysed grey picture: brightness, contrast, structure, sharpness.
 
 All are computed on the small grey picture of :mod:`gateway.analysis.frame` (a few hundred
 microseconds each at 320 pixels wide). Two of them are built to survive the changes a healthy
@@ -45,18 +45,12 @@ class Measures:
     """Mean grey level over 255, in [0, 1]."""
     contrast: float
     """Standard deviation of the grey levels over 255."""
-    entropy: float
-    """Entropy of the 64-bin grey histogram, in bits (0 for one level, 6 at most)."""
-    edge_density: float
-    """Share of pixels on an edge (Canny, thresholds set from the picture's median)."""
     laplacian: float
     """Variance of the Laplacian, in grey levels squared (the textbook focus measure)."""
     sharpness: float
     """Variance of the Laplacian over the mean squared gradient: independent of contrast."""
     structure: float
     """Share of tiles holding detail, in [0, 1]."""
-    saturation: float | None = None
-    """Mean colour saturation over 255 when a colour picture is given: near 0 in infrared."""
     tiles: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
     """Each tile's detail (:func:`tile_detail`), to compare with the reference's."""
 
@@ -70,19 +64,18 @@ def tile_detail(grey: NDArray[np.uint8], grid: tuple[int, int] = GRID) -> NDArra
     return np.sqrt(np.maximum(square - mean * mean, 0.0)).astype(np.float64)
 
 
-def measure(grey: NDArray[np.uint8], colour: NDArray[np.uint8] | None = None) -> Measures:
-    """The :class:`Measures` of a grey ``uint8`` picture (and of its colour copy, if given)."""
+def measure(grey: NDArray[np.uint8], *, ignore: NDArray[np.bool_] | None = None) -> Measures:
+    """The :class:`Measures` of a grey ``uint8`` picture.
+
+    ``ignore`` (``rows × columns`` of :data:`GRID`) marks tiles left out of ``structure``: the
+    privacy zones a camera masks. Their detail in ``tiles`` reads 0, so a learned view never
+    counts them as detailed.
+    """
     if grey.ndim != 2 or grey.dtype != np.uint8:
         raise FrameError(f"measures need a 2-D uint8 grey picture, not {grey.dtype} {grey.shape}")
     if min(grey.shape) < MIN_SIDE:
         raise FrameError(f"picture of {grey.shape[1]}x{grey.shape[0]} is too small to measure")
     mean, std = cv2.meanStdDev(grey)
-    levels = np.bincount(grey.ravel(), minlength=256)
-    hist = levels.reshape(64, 4).sum(axis=1).astype(np.float64)
-    p = hist[hist > 0] / grey.size
-    entropy = float(-(p * np.log2(p)).sum())
-    median = float(np.searchsorted(np.cumsum(levels), grey.size / 2))
-    edges = cv2.Canny(grey, max(10.0, 0.66 * median), max(20.0, 1.33 * median))
     pic = grey.astype(np.float32)
     lap = cv2.Laplacian(pic, cv2.CV_32F, ksize=3)
     gx = cv2.Sobel(pic, cv2.CV_32F, 1, 0, ksize=3)
@@ -90,18 +83,19 @@ def measure(grey: NDArray[np.uint8], colour: NDArray[np.uint8] | None = None) ->
     laplacian = float(lap.var())
     gradient = float(np.mean(gx * gx + gy * gy)) / 16.0  # Sobel's gain is 4 per axis
     detail = tile_detail(grey)
-    saturation = None
-    if colour is not None:
-        hsv = cv2.cvtColor(colour, cv2.COLOR_BGR2HSV)
-        saturation = float(hsv[:, :, 1].mean()) / 255.0
+    live = detail > LIVE
+    if ignore is not None:
+        if ignore.shape != detail.shape:
+            raise FrameError(f"ignored tiles are {ignore.shape}, the grid is {detail.shape}")
+        structure = float(live[~ignore].mean())
+        detail[ignore] = 0.0
+    else:
+        structure = float(live.mean())
     return Measures(
         brightness=float(mean[0, 0]) / 255.0,
         contrast=float(std[0, 0]) / 255.0,
-        entropy=entropy,
-        edge_density=float(np.count_nonzero(edges)) / grey.size,
         laplacian=laplacian,
         sharpness=laplacian / gradient if gradient > 1e-3 else 0.0,
-        structure=float((detail > LIVE).mean()),
-        saturation=saturation,
+        structure=structure,
         tiles=detail,
     )

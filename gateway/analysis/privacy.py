@@ -23,13 +23,21 @@ from numpy.typing import NDArray
 
 from gateway.analysis.errors import FrameError
 
-__all__ = ["Zone", "ZoneCheck", "check_zones", "zone_mask"]
+__all__ = ["Zone", "ZoneCheck", "check_zones", "zone_mask", "zone_tiles"]
 
 EDGE: Final = 3
 """Pixels (in the analysed picture) of the zone's border left out of the check."""
 
 MIN_AREA: Final = 30
 """Pixels (in the analysed picture) a zone's interior needs to be judged."""
+
+HALO: Final = 8
+"""Pixels (in the analysed picture) past a zone's outline that its edge still reaches in the
+band-pass of :func:`gateway.analysis.measures.tile_detail` (the wider blur is 6 pixels)."""
+
+MIN_KEPT: Final = 0.25
+"""Share of the tiles that must stay out of every zone for the zones to be left out of the
+structure (a view masked almost whole is measured whole)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,38 @@ def _mask(points: tuple[tuple[float, float], ...], width: int, height: int) -> N
 def zone_mask(zone: Zone, width: int, height: int) -> NDArray[np.bool_]:
     """The zone's interior (border left out) on a ``width × height`` picture."""
     return _mask(zone.points, width, height)
+
+
+@lru_cache(maxsize=64)
+def _tiles(
+    zones: tuple[Zone, ...], width: int, height: int, grid: tuple[int, int]
+) -> NDArray[np.bool_] | None:
+    if not zones:
+        return None
+    mask = np.zeros((height, width), np.uint8)
+    for zone in zones:
+        pts = np.array([(x * (width - 1), y * (height - 1)) for x, y in zone.points], np.float32)
+        cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    grown = cv2.dilate(mask, np.ones((2 * HALO + 1, 2 * HALO + 1), np.uint8))
+    share = cv2.resize(grown.astype(np.float32), grid, interpolation=cv2.INTER_AREA)
+    touched = share > 0.0
+    if 1.0 - float(touched.mean()) < MIN_KEPT:
+        return None
+    touched.setflags(write=False)
+    return touched
+
+
+def zone_tiles(
+    zones: tuple[Zone, ...], width: int, height: int, grid: tuple[int, int]
+) -> NDArray[np.bool_] | None:
+    """The tiles of a ``grid`` (columns, rows) over a ``width × height`` picture that a zone or
+    its edge's halo touches (``rows × columns``), or ``None`` when there is no zone or when
+    fewer than :data:`MIN_KEPT` of the tiles would be left.
+
+    A masked zone is flat and its outline is a sharp edge: neither tells whether the camera is
+    covered, so the structure measures leave those tiles out.
+    """
+    return _tiles(zones, width, height, grid)
 
 
 def check_zones(
