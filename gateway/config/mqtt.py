@@ -35,7 +35,9 @@ class MqttConfig(PasswordSection):
     client_id: str | None = None
     """Default ``camera-gateway-<site_id>``."""
     keepalive: Annotated[Duration, between(5.0, 600.0, "5s and 10m")] = 30.0
-    status_interval: Annotated[Duration, between(1.0, 3600.0, "1s and 1h")] = 10.0
+    status_interval: Annotated[Duration, between(1.0, 3600.0, "1s and 1h")] = 30.0
+    """Unchanged status is republished this often (a change goes out at once): 30 s keeps a box
+    of 6 cameras under one message a second at the centre's broker."""
 
     @field_validator("host")
     @classmethod
