@@ -237,6 +237,14 @@ def test_install_into_a_root_makes_the_tree_and_a_second_run_changes_nothing(
     assert f"unchanged: {root}/etc/systemd/system/{NAME}.service" in second.stdout
     assert f"unchanged: {root}/etc/systemd/timesyncd.conf.d/{NAME}.conf" in second.stdout
 
+    # A drop-in as an older version shipped it, never edited on the box, is brought up to date.
+    drop_in = root / "etc" / "systemd" / "timesyncd.conf.d" / f"{NAME}.conf"
+    for older in (drop_in, root / "opt" / NAME / "shipped" / "timesyncd.conf"):
+        older.write_text("[Time]\n# as an older version shipped it\n")
+    third = _install(checkout, root)
+    assert f"{drop_in}: as an older version shipped it, never edited: replaced" in third.stdout
+    assert _tree(root) == tree
+
     # Never edited, the time-sync drop-in goes with the code; the configuration stays.
     _install(checkout, root, "--uninstall")
     left = {rel for rel, (kind, _, _) in _tree(root).items() if kind != "dir"}
