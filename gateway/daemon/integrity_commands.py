@@ -104,14 +104,14 @@ class IntegrityCommands:
             return SnapshotResult.refused(refusal["message"])
         return self.snapshot(command, room=room)
 
-    def mqtt_relearn(self, camera_id: str, payload: bytes) -> None:
-        """``P/cameras/<id>/analysis/relearn/set``: answered by an event, either way."""
+    def mqtt_relearn(self, camera_id: str, payload: bytes) -> dict[str, Any]:
+        """``P/cameras/<id>/analysis/relearn/set``: its answer (``ok``, ``message``), also
+        announced by an event, either way."""
         try:
             command = decode_mqtt_command(RelearnCommand, camera_id, payload, origin=MQTT)
         except CommandError as exc:
-            self._rejected("relearn", camera_id, exc.reason, MQTT, logged=True)
-            return
-        self.relearn(command)
+            return self._rejected("relearn", camera_id, exc.reason, MQTT, logged=True)
+        return self.relearn(command)
 
     # -- the commands --------------------------------------------------------------------------
 

@@ -280,15 +280,16 @@ class Gateway:
         finally:
             self._export_lock.release()
 
-    def _mqtt_command(self, camera_id: str, payload: bytes) -> None:
+    def _mqtt_command(self, camera_id: str, payload: bytes) -> dict[str, Any]:
+        """``P/cameras/<id>/forward/set``: its answer (``ok``, ``message``, ``session``)."""
         if self.forwards is None:
-            return
+            return {"ok": False, "message": "the gateway is starting"}
         try:
             command = decode_mqtt_command(camera_id, payload, origin="mqtt")
         except CommandError as exc:
             self.forwards.rejected(camera_id, exc.reason, origin="mqtt")
-            return
-        self.forwards.request(command)
+            return {"ok": False, "message": exc.reason}
+        return self.forwards.request(command).as_dict()
 
     def _forward(self, fields: dict[str, Any], *, origin: str) -> dict[str, Any]:
         """The one way every channel's forward command goes."""

@@ -10,12 +10,19 @@ Topics, with ``P = <topic_prefix>/<site_id>``:
   each camera's seal chain, and the key's fingerprint, on every change: the centre's copy lets
   anyone detect a journal or chain cut short or rolled back on the box;
 - ``P/events``: JSON events, not retained, QoS 1;
-- ``P/cameras/<id>/forward/set``: forward commands, QoS 1;
+- ``P/cameras/<id>/forward/set``: forward commands, QoS 1, answered on
+  ``P/cameras/<id>/forward/result``;
 - ``P/cameras/<id>/snapshot/set``: snapshot requests, answered on ``P/cameras/<id>/snapshot``
-  (the JPEG itself, QoS 1, not retained, only when one was taken) and then, for every request,
-  ``P/cameras/<id>/snapshot/result`` (JSON, QoS 1, not retained: ``ok``, ``message``,
-  ``sha256``, ``bytes``, ...);
-- ``P/cameras/<id>/analysis/relearn/set``: relearn requests, answered by events.
+  (the JPEG itself, QoS 1, not retained, only when one was taken) and then on
+  ``P/cameras/<id>/snapshot/result``;
+- ``P/cameras/<id>/analysis/relearn/set``: relearn requests, answered on
+  ``P/cameras/<id>/analysis/relearn/result``;
+- the requester's MQTT 5 Response Topic, if it is under ``P/response/``: each answer again,
+  with the request's Correlation Data.
+
+Every command gets one answer (JSON, QoS 1, not retained: ``ok``, ``command``, ``camera``,
+``message``, ``at``, the request's ``id`` if it had one, and the command's own fields), even a
+refused, failed or turned away busy one: see :mod:`gateway.telemetry.mqtt.answers`.
 
 paho's network thread keeps the connection (and reconnects, backing off from 1 s to 30 s);
 this module's own thread builds and publishes payloads, and another carries out the commands in
@@ -31,6 +38,7 @@ import contextlib
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,17 +52,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.config.mqtt import MqttConfig
 from gateway.ratelimit import RateLimitedLog
 from gateway.telemetry.events import EventQueue
+from gateway.telemetry.mqtt.answers import CommandAnswers, CommandHandler, Request
 from gateway.telemetry.mqtt.payloads import (
     camera_payload,
     event_payload,
     significant,
     state_payload,
 )
-from gateway.telemetry.mqtt.snapshots import (
-    PUBLISH_OVERHEAD,
-    SNAPSHOT_PUBLISH_WAIT,
-    SnapshotHandler,
-)
+from gateway.telemetry.mqtt.snapshots import SnapshotHandler
 from gateway.telemetry.state import CameraStatus, StorageUsage
 
 __all__ = ["MqttPublisher", "MqttView"]
@@ -64,10 +69,10 @@ log = logging.getLogger(__name__)
 _PROTOCOL_REFUSED = {1, 132}
 """CONNACK codes for "unsupported protocol version" (MQTT 3.1.1 and 5)."""
 _AUTH_REFUSED = {4, 5, 134, 135}
-_dropped = RateLimitedLog(log, "MQTT: %d more commands dropped in the last minute (queue full)")
-_failed = RateLimitedLog(
-    log, "MQTT: %d more commands failed in the last minute", level=logging.ERROR
-)
+_dropped = RateLimitedLog(log, "MQTT: %d more commands refused in the last minute (queue full)")
+COMMAND_QUEUE = 100
+"""Commands waiting for the command thread; one more is answered busy. A waiting command holds
+at most 16 KiB (see :mod:`gateway.telemetry.mqtt.answers`), so a flood costs under 2 MB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +85,6 @@ class MqttView:
     clock_synchronized: bool | None
     seal: dict[str, Any] | None = None
     """Heads of the audit journal and of each camera's seal chain (see ``P/seal``)."""
-
-
-CommandHandler = Callable[[str, bytes], None]
-"""Carries out a command: the camera id (from the topic) and the payload."""
-
-
-_COMMAND_TOPICS = {
-    ("forward", "set"): "forward",
-    ("snapshot", "set"): "snapshot",
-    ("analysis", "relearn", "set"): "relearn",
-}
-"""Topics under ``P/cameras/<id>/`` that carry commands, and the kind of each."""
 
 
 class MqttPublisher:
@@ -111,10 +104,16 @@ class MqttPublisher:
         self.prefix = config.prefix(site_id)
         self._view = view
         self._events = events
-        self._on_command = on_command
         self._on_snapshot = on_snapshot
         self._on_relearn = on_relearn
-        self._commands: queue.Queue[tuple[str, str, bytes]] = queue.Queue(maxsize=100)
+        self._answers = CommandAnswers(
+            self,
+            events=events,
+            on_forward=on_command,
+            on_snapshot=on_snapshot,
+            on_relearn=on_relearn,
+        )
+        self._commands: queue.Queue[Request] = queue.Queue(maxsize=COMMAND_QUEUE)
         self._max_packet: int | None = None
         """The broker's Maximum Packet Size (MQTT 5 CONNACK), None if it sets none."""
         self._stop = threading.Event()
@@ -139,6 +138,15 @@ class MqttPublisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def client(self) -> paho.Client | None:
+        return self._client
+
+    @property
+    def max_packet(self) -> int | None:
+        """The broker's Maximum Packet Size (MQTT 5 CONNACK), None if it sets none."""
+        return self._max_packet
 
     @property
     def protocol(self) -> str:
@@ -226,6 +234,11 @@ class MqttPublisher:
             self.config.effective_port,
             self.protocol,
         )
+        if isinstance(sock := client.socket(), socket.socket):
+            # An answer is a small packet right after the command's PUBACK: without this, it
+            # waits for the broker's delayed ACK of the PUBACK, ~40 ms each time.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.publish(self.topic("availability"), "online", qos=1, retain=True)
         client.subscribe(self.topic("cameras", "+", "forward", "set"), qos=1)
         if self._on_snapshot is not None:
@@ -247,15 +260,14 @@ class MqttPublisher:
         )
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        parts = message.topic.split("/")
-        prefix_parts = self.prefix.count("/") + 1
-        tail = parts[prefix_parts:]
-        kind = _COMMAND_TOPICS.get(tuple(tail[2:])) if len(tail) > 2 else None
-        if kind is not None and tail[0] == "cameras":
-            try:
-                self._commands.put_nowait((kind, tail[1], bytes(message.payload)))
-            except queue.Full:
-                _dropped.log("MQTT: too many commands waiting; one for %s dropped", tail[1])
+        request = self._answers.read(message)
+        if request is None:
+            return
+        try:
+            self._commands.put_nowait(request)
+        except queue.Full:
+            _dropped.log("MQTT: too many commands waiting; one for %s refused", request.camera)
+            self._answers.busy(request)
 
     def _problem(self, text: str) -> None:
         if text != self._last_problem:
@@ -280,56 +292,10 @@ class MqttPublisher:
         never holds up the status and events published meanwhile."""
         while not self._stop.is_set():
             try:
-                kind, camera_id, payload = self._commands.get(timeout=0.5)
+                request = self._commands.get(timeout=0.5)
             except queue.Empty:
                 continue
-            try:
-                if kind == "forward":
-                    self._on_command(camera_id, payload)
-                elif kind == "snapshot" and self._on_snapshot is not None:
-                    self._snapshot(self._on_snapshot, camera_id, payload)
-                elif kind == "relearn" and self._on_relearn is not None:
-                    self._on_relearn(camera_id, payload)
-            except Exception:
-                _failed.log("MQTT: command for camera %s failed", camera_id, exc_info=True)
-
-    def _snapshot(self, take: SnapshotHandler, camera_id: str, payload: bytes) -> None:
-        """Take the snapshot, publish the JPEG, then the result: whatever happens, a failure
-        is a result that says it (and a log line), never an exception on this thread."""
-        if not self.connected:
-            _failed.log("MQTT: snapshot for camera %s not taken: the broker is away", camera_id)
-            return
-        topic = self.topic("cameras", camera_id, "snapshot")
-        room = None
-        if self._max_packet is not None:
-            room = max(0, self._max_packet - len(topic.encode()) - PUBLISH_OVERHEAD)
-        result = take(camera_id, payload, room)
-        document = result.as_dict()
-        if result.jpeg is not None:
-            problem = self._deliver(topic, result.jpeg)
-            if problem is not None:
-                _failed.log("MQTT: snapshot of camera %s not delivered: %s", camera_id, problem)
-                message = f"the snapshot was taken but not delivered: {problem}"
-                document.update(ok=False, message=message)
-        answer = self.topic("cameras", camera_id, "snapshot", "result")
-        self._publish(answer, document, retain=False)
-
-    def _deliver(self, topic: str, payload: bytes) -> str | None:
-        """Publish raw bytes (QoS 1, not retained) and wait for the broker's acknowledgement;
-        None once acknowledged, else what went wrong."""
-        client = self._client
-        if client is None:
-            return "not connected to the broker"
-        try:
-            info = client.publish(topic, payload, qos=1, retain=False)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return f"the broker cannot take it now ({paho.error_string(info.rc)})"
-            info.wait_for_publish(SNAPSHOT_PUBLISH_WAIT)
-        except (RuntimeError, ValueError) as exc:
-            return str(exc)
-        if not info.is_published():
-            return f"the broker did not acknowledge it within {SNAPSHOT_PUBLISH_WAIT:.0f} s"
-        return None
+            self._answers.carry_out(request)
 
     def _switch_to_311(self) -> None:
         log.warning("MQTT: the broker does not speak MQTT 5; using MQTT 3.1.1")
