@@ -64,6 +64,58 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+# -- which file a command reads without --config ------------------------------------------------
+
+NO_VARIABLE = {"CAMERA_GATEWAY_CONFIG": ""}
+"""An empty variable counts as unset (the test's own environment may have one)."""
+
+
+def test_without_config_or_variable_the_installed_file_is_read_and_its_absence_said() -> None:
+    if Path("/etc/camera-gateway/config.yaml").exists():
+        pytest.skip("this machine has an installed configuration")
+    for command in (["recordings", "list"], ["audit", "show"], ["check-config"], ["run"]):
+        result = cli(*command, env=NO_VARIABLE)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.strip() == (
+            "camera-gateway: no config: /etc/camera-gateway/config.yaml (the default; set "
+            "--config or CAMERA_GATEWAY_CONFIG) does not exist"
+        ), command
+
+
+def test_the_variable_names_the_file_and_is_named_when_it_fails(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")])
+    env = {"CAMERA_GATEWAY_CONFIG": str(config)}
+    checked = cli("check-config", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert f"{config}: valid" in checked.stdout and "camera hall:" in checked.stdout
+    stopped = cli("status", env=env)  # the socket is the file's
+    assert stopped.returncode == 1
+    assert f"no control socket at {tmp_path / 'ctl.sock'}" in stopped.stderr
+
+    missing = cli("recordings", "list", env={"CAMERA_GATEWAY_CONFIG": str(tmp_path / "no.yaml")})
+    assert missing.returncode == 2
+    assert (
+        f"no config: {tmp_path / 'no.yaml'} (from $CAMERA_GATEWAY_CONFIG) does not exist"
+        in missing.stderr
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site_id: x\nstorage: {path: /tmp/x, quota: 12XB}\n")
+    refused = cli("hold", "list", env={"CAMERA_GATEWAY_CONFIG": str(bad)})
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"configuration error in {bad} (from $CAMERA_GATEWAY_CONFIG):" in refused.stderr
+    assert "storage.quota: invalid size '12XB'" in refused.stderr
+
+
+def test_config_given_on_the_command_line_wins_over_the_variable(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")])
+    env = {"CAMERA_GATEWAY_CONFIG": str(tmp_path / "elsewhere.yaml")}
+    checked = cli("check-config", "--config", str(config), env=env)
+    assert checked.returncode == 0, checked.stderr
+    missing = cli("check-config", "--config", str(tmp_path / "nope.yaml"), env=env)
+    assert missing.returncode == 2
+    assert f"{tmp_path / 'nope.yaml'} (given with --config) does not exist" in missing.stderr
+
+
 def test_check_config_summarises_a_valid_file(tmp_path: Path) -> None:
     config = write_config(tmp_path / "gw.yaml", tmp_path / "rec", [_sim("hall")])
     result = cli("check-config", "--config", str(config))

@@ -20,6 +20,7 @@ from gateway import __version__
 from gateway.clock import parse_moment
 from gateway.config import ConfigError
 from gateway.daemon import control_cli, recordings_cli, run_cli
+from gateway.daemon.config_path import ConfigChoice, add_config_argument, resolve_config
 from gateway.daemon.evidence_cli import add_commands, add_recordings_verify
 from gateway.daemon.logsetup import setup_logging
 from gateway.host.memory import limit_arenas
@@ -40,16 +41,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(UMASK)
     parser = _parser()
     args = parser.parse_args(argv)
+    resolve_config(args)
     _setup_logging(args.verbose)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
-        print(f"camera-gateway: configuration error in {exc.path or 'config'}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _config_error(exc, getattr(args, "config_choice", None))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILURE
+
+
+def _config_error(exc: ConfigError, choice: ConfigChoice | None) -> None:
+    """What is wrong, in which file, and why that file: a missing one in one line."""
+    chosen = choice is not None and exc.path is not None and Path(exc.path) == choice.path
+    if chosen and choice is not None and not choice.path.exists():
+        print(f"camera-gateway: {choice.missing()}", file=sys.stderr)
+        return
+    where = f"{exc.path} ({choice.why})" if chosen and choice is not None else exc.path
+    print(f"camera-gateway: configuration error in {where or 'config'}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,37 +74,46 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(run)
     run.set_defaults(handler=run_cli.run)
 
-    demo = sub.add_parser("demo", help="4 simulated cameras recorded to ./demo-data")
+    demo = sub.add_parser(
+        "demo", help="4 simulated cameras recorded to ./demo-data, forwarded, on MQTT"
+    )
     demo.add_argument("--dir", type=Path, default=Path("demo-data"), help="storage folder")
     demo.add_argument("--cameras", type=int, default=4, choices=range(1, 17), metavar="N")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 2m)")
     demo.add_argument("--metrics", default="127.0.0.1:9108", metavar="HOST:PORT")
+    demo.add_argument(
+        "--forward",
+        type=parse_duration,
+        default=60.0,
+        metavar="T",
+        help="forward one camera to a local centre for this long (default 1m; 0: none)",
+    )
     demo.add_argument("--no-table", action="store_true", help="log only, no status table")
     demo.set_defaults(handler=run_cli.demo)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(check)
     check.set_defaults(handler=run_cli.check_config)
 
     recordings = sub.add_parser("recordings", help="list or reindex recordings")
     rsub = recordings.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = rsub.add_parser("list", help="segments and gaps per camera")
-    listing.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(listing)
     listing.add_argument("--camera", metavar="ID")
     listing.add_argument("--since", type=_moment, help="ISO time, or a duration ago (e.g. 2h)")
     listing.add_argument("--until", type=_moment, help="ISO time, or a duration ago")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=recordings_cli.recordings_list)
     reindex = rsub.add_parser("reindex", help="rebuild the index from the segment files")
-    reindex.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(reindex)
     reindex.set_defaults(handler=recordings_cli.recordings_reindex)
     add_recordings_verify(rsub)
 
     status = sub.add_parser("status", help="cameras and storage of the running daemon")
-    status.add_argument("--config", type=Path, metavar="FILE", help="to find the control socket")
+    add_config_argument(status, needed=False)
     status.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=control_cli.status)
@@ -116,9 +137,7 @@ def _add_forward(sub: Any) -> None:
     fstatus = fsub.add_parser("status", help="forwards of every camera")
     fstatus.add_argument("--json", action="store_true")
     for action in (start, stop, fstatus):
-        action.add_argument(
-            "--config", type=Path, metavar="FILE", help="to find the daemon's control socket"
-        )
+        add_config_argument(action, needed=False)
         action.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
     for action in (start, stop):
         action.add_argument("--requested-by", metavar="NAME", help="who asks (journalled)")
@@ -140,9 +159,7 @@ def _add_integrity(sub: Any) -> None:
     relearn.set_defaults(handler=control_cli.relearn)
     for command in (snapshot, relearn):
         command.add_argument("--by", "--requested-by", dest="requested_by", metavar="NAME")
-        command.add_argument(
-            "--config", type=Path, metavar="FILE", help="to find the daemon's control socket"
-        )
+        add_config_argument(command, needed=False)
         command.add_argument("--socket", type=Path, metavar="PATH", help="the control socket")
 
 

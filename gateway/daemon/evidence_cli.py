@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.clock import parse_moment, utc_iso
 from gateway.config import Config, load_config
+from gateway.daemon.config_path import add_config_argument
 from gateway.evidence import checks
 from gateway.text import display
 
@@ -48,7 +49,7 @@ def add_commands(sub: Any) -> None:
 
 def _add_export(sub: Any) -> None:
     export = sub.add_parser("export", help="export footage as a signed evidence package")
-    export.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(export)
     export.add_argument("--camera", required=True, action="append", metavar="ID")
     export.add_argument("--start", required=True, type=moment, metavar="T1")
     export.add_argument("--end", required=True, type=moment, metavar="T2")
@@ -94,7 +95,7 @@ def _add_hold(sub: Any) -> None:
     release.add_argument("--reason", required=True)
     listing = hsub.add_parser("list", help="holds in force")
     for parser in (add, release, listing):
-        parser.add_argument("--config", required=True, type=Path, metavar="FILE")
+        add_config_argument(parser)
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=_hold)
 
@@ -113,7 +114,7 @@ def _add_audit(sub: Any) -> None:
     averify.add_argument("--json", action="store_true")
     averify.set_defaults(handler=checks.audit_verify)
     for parser in (show, averify):
-        parser.add_argument("--config", required=True, type=Path, metavar="FILE")
+        add_config_argument(parser)
 
 
 def _add_key(sub: Any) -> None:
@@ -124,12 +125,12 @@ def _add_key(sub: Any) -> None:
     rotate = ksub.add_parser("rotate", help="make a new key, signed over by the old one")
     rotate.set_defaults(handler=checks.key_rotate)
     for parser in (kshow, rotate):
-        parser.add_argument("--config", required=True, type=Path, metavar="FILE")
+        add_config_argument(parser)
 
 
 def add_recordings_verify(rsub: Any) -> None:
     check = rsub.add_parser("verify", help="re-hash the recordings against their seals")
-    check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    add_config_argument(check)
     check.add_argument("--camera", metavar="ID")
     check.add_argument("--since", type=moment, metavar="T")
     check.add_argument("--json", action="store_true")
