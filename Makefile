@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench lint pytest clean system-demo system-test
 
+# Debian keeps mosquitto in /usr/sbin, which a user's PATH may lack.
 demo: system-demo $(VENV)/.installed
-	$(BIN)/camera-gateway demo
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/camera-gateway demo
 
 test: system-test $(VENV)/.installed lint pytest
 

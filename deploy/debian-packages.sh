@@ -5,7 +5,9 @@ set -eu
 
 case "${1:-}" in
   # systemd-python is built from source: it needs a compiler, the Python headers and libsystemd.
-  demo) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev" ;;
+  # The demo's centre is ffmpeg listening for RTMP, its broker mosquitto.
+  demo) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev
+                  ffmpeg mosquitto mosquitto-clients" ;;
   test) packages="python3 python3-venv python3-pip python3-dev gcc pkg-config libsystemd-dev
                   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
                   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad

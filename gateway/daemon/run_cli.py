@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,13 +40,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """``demo``: simulated cameras recorded to a folder, with a status table."""
-    from gateway.daemon.demo import demo_config
+    """``demo``: simulated cameras recorded to a folder, one forwarded to a local centre, the
+    status on a local broker, with a status table (see :mod:`gateway.daemon.demo_run`)."""
+    from gateway.daemon.demo_run import DemoRun
     from gateway.daemon.service import Gateway
 
-    config = demo_config(args.dir.resolve(), cameras=args.cameras, metrics=args.metrics)
-    gateway = Gateway(config)
-    return _start_and_serve(gateway, lambda: _demo_serve(gateway, args, config.storage.path))
+    with DemoRun(args) as demo:
+        gateway = Gateway(_load(demo.config_path), config_path=demo.config_path)
+        code = _start_and_serve(gateway, lambda: demo.serve(gateway))
+    demo.farewell()
+    return code
 
 
 def _start_and_serve(gateway: Gateway, serve: Callable[[], int]) -> int:
@@ -63,25 +64,6 @@ def _start_and_serve(gateway: Gateway, serve: Callable[[], int]) -> int:
             log.error("%s", exc.reason)
             return EXIT_FAILURE
         return serve()
-
-
-def _demo_serve(gateway: Gateway, args: argparse.Namespace, path: Path) -> int:
-    from gateway.telemetry.statusview import render_status, status_document
-
-    tty = sys.stdout.isatty()
-
-    def show() -> None:
-        if args.no_table:
-            return
-        snap = gateway.snapshot()
-        document = status_document(
-            snap.site_id, snap.cameras, snap.storage, uptime=time.monotonic() - gateway.started
-        )
-        table = render_status(document)
-        footer = f"\nrecordings in {path} · metrics on {args.metrics} · Ctrl-C stops"
-        print(("\033[H\033[2J" if tty else "\n") + table + footer, flush=True)
-
-    return gateway.serve(every=show, duration=args.duration)
 
 
 def check_config(args: argparse.Namespace) -> int:
