@@ -399,9 +399,9 @@ def _sim(name: str) -> dict[str, str]:
 
 @pytest.fixture
 def own_centre(pki: Pki, tmp_path: Path) -> Iterator[Mosquitto]:
-    """A centre broker of the test's own, on the deployed ACL as it is (the daemon's retained
-    messages stay out of the other tests')."""
-    broker = centre_broker(tmp_path / "centre", pki, (DEPLOY / "centre.acl").read_text())
+    """A centre broker of the test's own (the daemon's retained messages stay out of the other
+    tests'), with the two operators."""
+    broker = centre_broker(tmp_path / "centre", pki, _acl_with_test_identities())
     try:
         yield broker.start()
     finally:
@@ -443,9 +443,20 @@ def test_the_daemon_reports_and_takes_commands_with_its_certificate_alone(
     wait_until(lambda: operator.got(f"{P}/cameras/lobby/status"), 20, "the camera's status")
     assert b"online" in operator.got(f"{P}/availability")
     assert json.loads(operator.got(f"{P}/state")[-1])["site"] == SITE
-    too_long = json.dumps({"action": "start", "duration": "9h", "reason": "call 4512"})
-    operator.publish(f"{P}/cameras/lobby/forward/set", too_long)
-    wait_until(lambda: _rejected(operator), 10, "the command to reach the daemon, answered")
+    other = Client(own_centre.port, pki.ca, pki.client(OPERATOR_2), subscribe="camera-gateway/#")
+    clients.append(other.ready())
+    # An MQTT 5 command: answered on the response topic the ACL keeps for this operator alone.
+    reply = f"{P}/response/{OPERATOR}/call-4512"
+    asked = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    asked.ResponseTopic, asked.CorrelationData = reply, b"\x01call-4512"
+    operator.publish_with(f"{P}/cameras/lobby/forward/set", TOO_LONG, asked)
+    wait_until(lambda: operator.got(reply), 10, "the answer on the operator's response topic")
+    answer = next(m for m in operator.messages if m[0] == reply)
+    assert answer[3].CorrelationData == b"\x01call-4512"
+    assert json.loads(answer[1])["ok"] is False
+    wait_until(lambda: _rejected(operator), 5, "the command_rejected event")
+    wait_until(lambda: other.got(f"{P}/cameras/lobby/forward/result"), 5, "the 3.1.1 answer")
+    assert reply not in other.topics(), "another operator's answer"
     assert "PRIVATE KEY" not in gw.log
     assert gw.stop() == 0
     wait_until(lambda: operator.got(f"{P}/availability")[-1] == b"offline", 5, "offline")
@@ -456,6 +467,7 @@ def test_the_daemon_reports_and_takes_commands_with_its_certificate_alone(
     assert late.got(f"{P}/availability") == [b"offline"]
 
 
+TOO_LONG = json.dumps({"action": "start", "duration": "9h", "reason": "call 4512"})
 BOX_PASSWORD = "box-local-secret"
 UPLINK = {"url": "rtsp://127.0.0.1:9/{site_id}/{camera_id}", "max_session": "30m"}
 
@@ -580,6 +592,12 @@ def test_a_bridged_box_delivers_what_it_queued_during_an_uplink_outage(
         gw = gateway(config)
         wait_until(lambda: operator.got(f"{P}/cameras/lobby/status"), 20, "status, bridged")
         wait_until(lambda: operator.got(f"{P}/bridge")[-1:] == [b"1"], 5, "the bridge's state")
+        # A command crosses the bridge down, its answer up (on .../result: the bridge speaks
+        # MQTT 3.1.1, so a response topic does not cross).
+        operator.publish(f"{P}/cameras/lobby/forward/set", TOO_LONG)
+        result = f"{P}/cameras/lobby/forward/result"
+        wait_until(lambda: operator.got(result), 10, "the answer, over the bridge")
+        assert json.loads(operator.got(result)[0])["ok"] is False
         time.sleep(2)  # past the start-up burst
         since, window = len(operator.messages), 8.0
         time.sleep(window)
