@@ -196,3 +196,28 @@ def test_without_mosquitto_the_demo_says_so_records_and_stops_its_centre_on_sigt
     journal = cli("audit", "show", "--json", env=env)
     stops = [json.loads(line) for line in journal.stdout.splitlines() if "forward_stopped" in line]
     assert [s["stop_reason"] for s in stops] == ["expired"]
+
+
+def test_without_ffmpeg_the_demo_says_so_and_publishes_its_status_all_the_same(
+    tmp_path: Path, demo: StartDemo
+) -> None:
+    mosquitto = shutil.which("mosquitto")
+    assert mosquitto is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mosquitto").symlink_to(mosquitto)  # the only program on PATH
+    folder = tmp_path / "demo"
+    run = demo(
+        *("--dir", str(folder), "--duration", "6s", "--metrics", f"127.0.0.1:{free_port()}"),
+        env={"PATH": str(bin_dir)},
+    )
+    assert run.wait(40) == 0, run.err[-3000:]
+
+    said = [line for line in run.err.splitlines() if "no centre" in line]
+    assert len(said) == 1 and "ffmpeg is not on PATH" in said[0], said
+    assert "MQTT: connected to 127.0.0.1:" in run.err
+    last = _tables(run.out)[-1]
+    assert _row(last, FORWARDED).endswith(" -"), "no uplink: nothing to forward to"
+    assert "uplink" not in (folder / "config.yaml").read_text()
+    pids = run.part_pids()
+    assert len(pids) == 1 and not _alive(pids[0]), "the broker is stopped with the demo"
