@@ -12,5 +12,8 @@
   :mod:`~gateway.daemon.run_cli` (run, demo, check-config), :mod:`~gateway.daemon.recordings_cli`
   (recordings list, reindex), :mod:`~gateway.daemon.control_cli` (status, forward, through the
   control socket) and :mod:`~gateway.daemon.evidence_cli`;
-- :mod:`~gateway.daemon.demo`: the demo's embedded default configuration.
+- :mod:`~gateway.daemon.config_path`: which file a command reads without ``--config``;
+- :mod:`~gateway.daemon.demo`: the demo's embedded default configuration, its run in
+  :mod:`~gateway.daemon.demo_run` and the parts it starts (a local centre and broker) in
+  :mod:`~gateway.daemon.demo_parts`.
 """
