@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint pytest clean system-demo system-test
+.PHONY: demo test bench fleet lint pytest clean system-demo system-test
 
 # Debian keeps mosquitto in /usr/sbin, which a user's PATH may lack.
 demo: system-demo $(VENV)/.installed
@@ -16,6 +16,10 @@ test: system-test $(VENV)/.installed lint pytest
 # Camera count and cost against an ffmpeg per camera; writes bench/results/ (about 9 minutes).
 bench: system-test $(VENV)/.installed
 	$(BIN)/python bench/run.py
+
+# 50 boxes against one centre broker and one Prometheus; writes bench/results/fleet/ (about 6 minutes).
+fleet: system-test $(VENV)/.installed
+	$(BIN)/python bench/fleet_sim.py --out bench/results/fleet
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench
