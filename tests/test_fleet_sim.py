@@ -12,9 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEPALIVE = 5.0
-BROKER_LAG = 5.0
+BROKER_LAG = 7.0
 """Seconds past 1.5 × keep-alive a broker may take to notice: mosquitto 2.0 checks keep-alives
-in its main loop, not on a timer per client (measured here: 2.5-5 s late)."""
+in its main loop, every few seconds, not on a timer per client (measured here: 2.5-6 s late)."""
 
 
 def test_a_small_fleet_is_watched_commanded_and_isolated(tmp_path: Path) -> None:
