@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+from deployed import fill  # noqa: E402
 from pki import Identity, Pki  # noqa: E402
 
 GATEWAY = ROOT / ".venv" / "bin" / "camera-gateway"
@@ -96,10 +97,7 @@ def broker(work: Path, pki: Pki, port: int) -> Part:
         "/etc/mosquitto/camera-gateway/fleet-crl.pem": str(pki.crl),
         "/var/lib/mosquitto/": f"{work}/",
     }
-    for old, new in swaps.items():
-        if old not in conf:
-            raise RuntimeError(f"deploy/mosquitto/centre.conf no longer names {old}")
-        conf = conf.replace(old, new)
+    conf = fill(conf, swaps, name="deploy/mosquitto/centre.conf")
     conf = re.sub(r"(?m)^listener 8883$", f"listener {port} 127.0.0.1", conf)
     conf = re.sub(r"(?m)^log_dest .*$", "log_dest stdout", conf)
     conf = re.sub(r"(?m)^max_connections .*$", "", conf) + "\nmax_connections -1\n"

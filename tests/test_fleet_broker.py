@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+from deployed import fill
 from pki import Identity, Pki
 
 DEPLOY = ROOT / "deploy" / "mosquitto"
@@ -42,11 +43,7 @@ COMMANDS = ("forward/set", "snapshot/set", "analysis/relearn/set")
 
 def render(source: Path, replacements: dict[str, str]) -> str:
     """A deployed file with test paths and ports; each replaced text must still be there."""
-    text = source.read_text()
-    for old, new in replacements.items():
-        assert old in text, f"{source.name} no longer contains {old!r}"
-        text = text.replace(old, new)
-    return text
+    return fill(source.read_text(), replacements, name=source.name)
 
 
 class Mosquitto:

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +36,9 @@ from typing import Any
 import pytest
 import yaml
 from helpers import ROOT, GatewayProcess, free_port, make_certificates, wait_until, write_config
+
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from deployed import fill
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 AGENT = PROM_DIR / "agent.yml"
@@ -72,14 +76,6 @@ def bcrypt(password: str) -> str:
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
-def substitute(text: str, replacements: dict[str, str]) -> str:
-    """Replace the shipped file's example values, each of which must be there."""
-    for old, new in replacements.items():
-        assert old in text, f"{old!r} is no longer in the shipped file"
-        text = text.replace(old, new)
-    return text
 
 
 class PrometheusProcess:
@@ -172,7 +168,7 @@ def _start_receiver(base: Path, pki: dict[str, Path], users: dict[str, str]) -> 
         target.unlink()
     config = directory / "prometheus.yml"
     config.write_text(
-        substitute(
+        fill(
             config.read_text(),
             {
                 "scrape_interval: 15s": "scrape_interval: 1s",
@@ -202,7 +198,7 @@ def _agent_config(
 ) -> Path:
     """deploy/prometheus/agent.yml with this box's values, its intervals shortened to 1 s."""
     config = directory / "agent.yml"
-    text = substitute(
+    text = fill(
         AGENT.read_text(),
         {
             '["127.0.0.1:9108"]': f'["127.0.0.1:{port}"]',
