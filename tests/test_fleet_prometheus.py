@@ -545,8 +545,12 @@ def test_an_outage_of_the_centre_loses_no_sample(fleet: Fleet) -> None:
         answer = fleet.api("query", query=window, time=str(back))["result"]
         return {sample["metric"]["site"]: float(sample["value"][1]) for sample in answer}
 
+    def complete() -> bool:
+        found = counts()  # every site, each with every scrape (a site not there yet is waited for)
+        return found.keys() == SITES and min(found.values()) >= span - 1
+
     with contextlib.suppress(AssertionError):
-        wait_until(lambda: min(counts().values(), default=0) >= span - 1, 90, "the outage's data")
+        wait_until(complete, 90, "the outage's data")
     logs = [
         line
         for agent in fleet.agents.values()
